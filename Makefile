@@ -1,0 +1,44 @@
+# One command each on a fresh clone: `make demo`, `make test`. Both set up .venv first if needed.
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+export WANDB_MODE ?= offline
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup test lint format demo bench lock clean
+
+setup: $(STAMP)
+
+# torch first, by itself: the local CPU wheel must win before anything pulls CUDA builds.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet -c constraints.txt torch==2.13.0
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+test: setup
+	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+demo: setup
+	$(PY) -m experiments.demo
+
+bench: setup
+	$(PY) -m benchmarks.run_all
+
+# Re-pin constraints.txt from the current environment (after changing dependencies).
+lock: setup
+	{ echo "# Exact versions for a reproducible install (make setup installs through this file)."; \
+	  echo "# Regenerate with: make lock"; \
+	  $(PY) -m pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > constraints.txt
+
+clean:
+	rm -rf $(VENV) outputs multirun .pytest_cache .ruff_cache

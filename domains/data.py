@@ -1,0 +1,107 @@
+"""The in-memory contract between data preparation and training.
+
+Every data source (synthetic Markov domains, token shards prepared from real text) produces a
+`DomainData`: k generic domains, each with training and held-out token sequences, plus the
+specialist (target) set split into the `train` part a mixer may look at and the held-out `eval`
+part that is the benchmark's score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+
+class TokenSequences:
+    """Fixed-length training sequences over a flat token array (a numpy array or a memmap).
+
+    Sequence j is ``tokens[j * L : j * L + L + 1]``: L inputs plus the one-token-shifted targets,
+    so consecutive sequences share one boundary token and nothing else.
+    """
+
+    def __init__(self, tokens: np.ndarray, seq_len: int):
+        if tokens.ndim != 1:
+            raise ValueError(f"token array must be 1-D, got shape {tokens.shape}")
+        self.tokens = tokens
+        self.seq_len = seq_len
+
+    def __len__(self) -> int:
+        return max(0, (len(self.tokens) - 1) // self.seq_len)
+
+    @property
+    def num_tokens(self) -> int:
+        """Tokens the model is trained to predict (L per sequence)."""
+        return len(self) * self.seq_len
+
+    def __getitem__(self, index: np.ndarray | list[int]) -> np.ndarray:
+        """Rows for the given sequence indices, as an int64 array of shape [len(index), L + 1]."""
+        index = np.asarray(index, dtype=np.int64)
+        if index.size and (index.min() < 0 or index.max() >= len(self)):
+            raise IndexError(f"sequence index out of range [0, {len(self)})")
+        offsets = index[:, None] * self.seq_len + np.arange(self.seq_len + 1)
+        return np.asarray(self.tokens[offsets], dtype=np.int64)
+
+    def truncated(self, max_tokens: int | None) -> TokenSequences:
+        """The first sequences holding at most ``max_tokens`` training tokens (a per-domain cap)."""
+        if max_tokens is None:
+            return self
+        n = min(len(self), max_tokens // self.seq_len)
+        return TokenSequences(
+            self.tokens[: n * self.seq_len + 1] if n else self.tokens[:0], self.seq_len
+        )
+
+
+@dataclass
+class DomainData:
+    """k generic domains and the specialist set, all tokenised with one vocabulary."""
+
+    names: list[str]
+    train: list[TokenSequences]
+    heldout: list[TokenSequences]
+    target_train: TokenSequences
+    target_eval: TokenSequences
+    vocab_size: int
+    seq_len: int
+    # Nearest generic domain of every specialist `train` sequence (what importance sampling counts).
+    target_train_domain: np.ndarray
+    # Coarse cluster of every domain when the domains come from a two-level clustering, else None.
+    coarse_of: np.ndarray | None = None
+    # Free-form description of where the data came from (written to results.json).
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        k = len(self.names)
+        if not (len(self.train) == len(self.heldout) == k):
+            raise ValueError("names, train and heldout must have one entry per domain")
+        for name, seqs in zip(self.names, self.train, strict=True):
+            if len(seqs) == 0:
+                raise ValueError(f"domain {name!r} has no training sequences")
+        if len(self.target_train) == 0 or len(self.target_eval) == 0:
+            raise ValueError("the specialist set needs both train and eval sequences")
+        if len(self.target_train_domain) != len(self.target_train):
+            raise ValueError("target_train_domain needs one domain index per specialist sequence")
+        if self.coarse_of is not None and len(self.coarse_of) != k:
+            raise ValueError("coarse_of needs one coarse cluster per domain")
+
+    @property
+    def num_domains(self) -> int:
+        return len(self.names)
+
+    def token_counts(self) -> np.ndarray:
+        """Training tokens per domain (after any cap)."""
+        return np.array([seqs.num_tokens for seqs in self.train], dtype=np.int64)
+
+    def capped(self, tokens_per_domain: int | None) -> DomainData:
+        """The same data with every domain's training split cut to ``tokens_per_domain`` tokens."""
+        if tokens_per_domain is None:
+            return self
+        if tokens_per_domain < self.seq_len:
+            raise ValueError(
+                f"tokens_per_domain={tokens_per_domain} is below one sequence ({self.seq_len} tokens)"
+            )
+        return replace(
+            self,
+            train=[seqs.truncated(tokens_per_domain) for seqs in self.train],
+            meta={**self.meta, "tokens_per_domain": tokens_per_domain},
+        )

@@ -1,0 +1,20 @@
+"""Builds the `DomainData` a run trains on from its data config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from domains.data import DomainData
+from domains.synthetic import DataConfig, generate
+
+
+def load_data(cfg: DataConfig, seq_len: int, cache_dir: Path) -> DomainData:
+    """The configured domains, with `tokens_per_domain` applied (so one preparation serves a whole
+    sweep over the cap). Prepared artifacts of text sources live under ``cache_dir``."""
+    if cfg.source == "synthetic":
+        data = generate(cfg, seq_len)
+    else:
+        raise ValueError(f"unknown data source {cfg.source!r}; available: ['synthetic']")
+    if data.seq_len != seq_len:
+        raise ValueError(f"data was prepared for context {data.seq_len}, the model uses {seq_len}")
+    return data.capped(cfg.tokens_per_domain)

@@ -1,0 +1,75 @@
+"""Structured configs: the schema every Hydra config is checked against.
+
+The primary schema types every node, and each option of the `data` and `mixer` groups extends its
+own schema (`conf/mixer/dga.yaml` starts from `dga_schema`), so a misspelt key or a value of the
+wrong type fails at composition time with a message naming it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from domains.synthetic import SyntheticDataConfig
+from mixers import MIXERS
+from models.gpt import GPTConfig
+from models.lm import TrainConfig
+
+
+@dataclass
+class TrainerConfig:
+    """Passed to lightning.Trainer."""
+
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str = "32-true"
+
+
+@dataclass
+class LoggerConfig:
+    """Metrics always go to CSV in the run directory; W&B is optional."""
+
+    wandb: bool = True
+    project: str = "mixbench"
+    entity: str | None = None
+    group: str | None = None
+    tags: list[str] = field(default_factory=list)
+    # offline (default: written under the run directory, `wandb sync` later), online or disabled.
+    mode: str = "offline"
+
+
+@dataclass
+class PathsConfig:
+    # Prepared domains and downloaded corpora live here, outside the repository.
+    cache_dir: str = "${oc.env:MIXBENCH_CACHE,'~/.cache/mixbench'}"
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    # Names the experiment: the W&B group and the sweep directory.
+    name: str = "default"
+    data: Any = MISSING
+    model: GPTConfig = MISSING
+    mixer: Any = MISSING
+    trainer: TrainerConfig = MISSING
+    logger: LoggerConfig = MISSING
+    train: TrainConfig = field(default_factory=TrainConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+
+DATA_SCHEMAS = {"synthetic": SyntheticDataConfig}
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+    for name, schema in DATA_SCHEMAS.items():
+        cs.store(group="data", name=f"{name}_schema", node=schema)
+    for name, (_, schema) in MIXERS.items():
+        cs.store(group="mixer", name=f"{name}_schema", node=schema)

@@ -1,0 +1,211 @@
+"""Train a GPT on a mixture of domains: `python -m experiments.train [overrides]`.
+
+Writes into the Hydra run directory: results.json (see experiments/results.py), metrics.csv
+(every logged metric), weights.csv (the mixture weight trajectory), checkpoints/ and, with
+`logger=wandb`, the W&B run files.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from omegaconf import DictConfig, OmegaConf
+
+from domains.loading import load_data
+from experiments.config import register_configs
+from experiments.results import (
+    METRICS_FILE,
+    RESULTS_FILE,
+    SCHEMA_VERSION,
+    TRAJECTORY_FILE,
+    write_json_atomic,
+    write_trajectory,
+)
+from mixers import build_mixer
+from models.lm import MixtureLM
+
+log = logging.getLogger(__name__)
+register_configs()
+
+# The train DataLoader only yields step numbers (see models/lm.py), so worker processes and
+# Lightning's "few workers" advice do not apply.
+warnings.filterwarnings("ignore", ".*does not have many workers.*")
+
+
+def _wandb_logger(cfg: DictConfig, run_dir: Path) -> WandbLogger:
+    mode = cfg.logger.mode
+    if mode not in ("offline", "online", "disabled"):
+        raise ValueError(f"logger.mode must be offline, online or disabled, got {mode!r}")
+    if mode == "online" and not os.environ.get("WANDB_API_KEY"):
+        netrc = Path.home() / ".netrc"
+        if not (netrc.exists() and "api.wandb.ai" in netrc.read_text()):
+            raise RuntimeError(
+                "logger.mode=online needs a W&B key: set WANDB_API_KEY or run `wandb login`; "
+                "or use logger.mode=offline and `wandb sync` later"
+            )
+    return WandbLogger(
+        project=cfg.logger.project,
+        entity=cfg.logger.entity,
+        group=cfg.logger.group,
+        tags=list(cfg.logger.tags),
+        mode=mode,
+        save_dir=str(run_dir),
+        name=run_dir.name,
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )
+
+
+def _resume_checkpoint(resume: str | None, run_dir: Path) -> Path | None:
+    if resume is None:
+        return None
+    if resume == "auto":
+        last = run_dir / "checkpoints" / "last.ckpt"
+        return last if last.exists() else None
+    path = Path(resume)
+    if not path.is_file():
+        raise FileNotFoundError(f"train.resume: no checkpoint at {path}")
+    return path
+
+
+def _named(names: list[str], values) -> dict[str, float]:
+    return {name: float(v) for name, v in zip(names, values, strict=True)}
+
+
+def train(cfg: DictConfig, run_dir: Path) -> dict:
+    """Run one training job; returns the results record (also written to results.json)."""
+    started = time.time()
+    record = {
+        "schema_version": SCHEMA_VERSION,
+        "status": "running",
+        "error": None,
+        "run_dir": str(run_dir),
+        "mixer": cfg.mixer.name,
+        "seed": cfg.seed,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    results_path = run_dir / RESULTS_FILE
+    write_json_atomic(results_path, record)
+    lm = None
+    try:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        model_cfg = OmegaConf.to_object(cfg.model)
+        data = load_data(
+            OmegaConf.to_object(cfg.data),
+            seq_len=model_cfg.context_length,
+            cache_dir=Path(cfg.paths.cache_dir).expanduser(),
+        )
+        model_cfg.vocab_size = data.vocab_size
+        mixer = build_mixer(OmegaConf.to_object(cfg.mixer), data)
+
+        loggers = [CSVLogger(save_dir=str(run_dir), name="", version="")]
+        if cfg.logger.wandb and cfg.logger.mode != "disabled":
+            loggers.append(_wandb_logger(cfg, run_dir))
+        trainer = L.Trainer(
+            **OmegaConf.to_container(cfg.trainer),
+            max_steps=1,  # set below, once the world size is known
+            logger=loggers,
+            callbacks=[
+                ModelCheckpoint(
+                    dirpath=run_dir / "checkpoints",
+                    every_n_train_steps=cfg.train.checkpoint_every,
+                    save_last=True,
+                    save_top_k=0,
+                ),
+                RichProgressBar(),
+            ],
+            gradient_clip_val=cfg.train.grad_clip,
+            log_every_n_steps=cfg.train.log_every,
+            num_sanity_val_steps=0,
+            check_val_every_n_epoch=None,
+            use_distributed_sampler=False,
+            enable_model_summary=False,
+            default_root_dir=str(run_dir),
+        )
+        tokens_per_step = cfg.train.batch_size * data.seq_len * trainer.world_size
+        max_steps = max(1, math.ceil(cfg.train.tokens / tokens_per_step))
+        # The step count depends on the world size, which only the Trainer resolves.
+        trainer.fit_loop.epoch_loop.max_steps = max_steps
+        trainer.val_check_interval = min(cfg.train.eval_every, max_steps)
+
+        lm = MixtureLM(model_cfg, OmegaConf.to_object(cfg.train), data, mixer, cfg.seed, max_steps)
+        checkpoint = _resume_checkpoint(cfg.train.resume, run_dir)
+        if checkpoint is None:
+            trainer.validate(lm, verbose=False)
+            lm.initial_metrics = lm.last_metrics
+        else:
+            log.info("Resuming from %s", checkpoint)
+        trainer.fit(lm, ckpt_path=checkpoint)
+        if lm.last_validated_step != trainer.global_step:
+            trainer.validate(lm, verbose=False)
+        record["status"] = "completed"
+    except Exception as error:
+        record["status"] = "failed"
+        record["error"] = {
+            "type": type(error).__name__,
+            "message": str(error),
+            "traceback": traceback.format_exc(),
+        }
+        raise
+    finally:
+        record["wall_clock_s"] = time.time() - started
+        if lm is not None:
+            record.update(_run_summary(lm, run_dir))
+        write_json_atomic(results_path, record)
+        for logger in loggers if lm is not None else []:
+            if isinstance(logger, WandbLogger):
+                logger.experiment.summary.update(
+                    {f"final/{k}": v for k, v in (lm.last_metrics or {}).items()}
+                )
+                logger.experiment.finish()
+    return record
+
+
+def _run_summary(lm: MixtureLM, run_dir: Path) -> dict:
+    data, mixer = lm.data, lm.mixer
+    write_trajectory(run_dir / TRAJECTORY_FILE, mixer.weight_names, lm.trajectory)
+    sampler_epochs = lm.train_sampler.epochs() if lm.train_sampler is not None else []
+    return {
+        "steps": lm.global_step,
+        "max_steps": lm.max_steps,
+        "tokens_trained": lm.tokens_seen,
+        "probe_tokens": lm.probe_tokens,
+        "metrics_initial": lm.initial_metrics,
+        "metrics_final": lm.last_metrics,
+        "final_weights": _named(mixer.weight_names, mixer.weights),
+        "time_averaged_weights": _named(mixer.weight_names, mixer.time_averaged_weights()),
+        "final_domain_weights": _named(data.names, mixer.domain_weights()),
+        "domain_epochs": _named(data.names, sampler_epochs) if len(sampler_epochs) else {},
+        "domain_tokens": dict(zip(data.names, data.token_counts().tolist(), strict=True)),
+        "model": {
+            "params": lm.model.num_params(),
+            "non_embedding_params": lm.model.num_params(non_embedding=True),
+            "flops_per_token": lm.model.flops_per_token(),
+        },
+        "data": data.meta,
+        "files": {"trajectory": TRAJECTORY_FILE, "metrics": METRICS_FILE},
+        "torch_version": torch.__version__,
+    }
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    record = train(cfg, run_dir)
+    log.info("results: %s", run_dir / RESULTS_FILE)
+    return record["metrics_final"]["val/target_loss"]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""Data mixers: each decides the mixture of domains a model is trained on."""
+
+from __future__ import annotations
+
+from domains.data import DomainData
+from mixers.base import Mixer, MixerConfig, UpdateContext
+from mixers.uniform import UniformConfig, UniformMixer
+
+# name -> (mixer class, config schema); `mixer=<name>` in Hydra selects one.
+MIXERS: dict[str, tuple[type[Mixer], type[MixerConfig]]] = {
+    "uniform": (UniformMixer, UniformConfig),
+}
+
+
+def build_mixer(cfg: MixerConfig, data: DomainData) -> Mixer:
+    try:
+        mixer_cls, _ = MIXERS[cfg.name]
+    except KeyError:
+        raise ValueError(f"unknown mixer {cfg.name!r}; available: {sorted(MIXERS)}") from None
+    return mixer_cls(cfg, data)
+
+
+__all__ = ["MIXERS", "Mixer", "MixerConfig", "UpdateContext", "build_mixer"]

@@ -1,0 +1,130 @@
+"""The one interface every mixer implements.
+
+A mixer owns mixture weights over its components (the k domains, or for DGA with distribution
+reweighting, p basis distributions over the domains) and may
+
+- expose them (`weights`, `weight_names`) and the distribution over domains the training batch is
+  sampled from (`domain_weights`), read by the sampler at every batch;
+- update them every `update_every` steps through `update`, which gets an `UpdateContext` with the
+  model, the loss function, the training batch, and functions that draw probe batches from the
+  domains and specialist `train` batches;
+- reweight the training loss per domain (`training_loss`; DoGE trains on the alpha-weighted loss);
+- save and restore its state (`state_dict`, `load_state_dict`), which the LightningModule stores in
+  every checkpoint.
+
+The base class also keeps the running sum of the weights over training steps, so every mixer can
+report time-averaged weights (what a DoGE proxy run hands to a fresh model through `static`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from domains.data import DomainData
+
+
+@dataclass
+class MixerConfig:
+    """Fields every mixer has; each mixer's schema extends this."""
+
+    name: str = "uniform"
+    # Steps between weight updates; 0 for a static mixer.
+    update_every: int = 0
+
+
+@dataclass
+class UpdateContext:
+    """Everything a mixer may use at an update step."""
+
+    step: int
+    lr: float
+    model: nn.Module
+    # Token sequences [b, L + 1] -> per-sequence mean loss [b], differentiable.
+    sequence_loss: Callable[[torch.Tensor], torch.Tensor]
+    # The batch about to be trained on and each sequence's domain.
+    train_batch: torch.Tensor
+    train_domains: torch.Tensor
+    # probe(dist, n): n sequences drawn from the domains by the distribution `dist` over domains
+    # (one-hot for a single domain); their tokens are counted as probe tokens, not training tokens.
+    probe: Callable[[np.ndarray, int], torch.Tensor]
+    # specialist(n): n sequences of the specialist `train` split (counted as probe tokens too).
+    specialist: Callable[[int], torch.Tensor]
+    # Mean over data-parallel ranks (identity on one process): mixers average what they measure
+    # with it so that every rank ends the update with identical weights.
+    all_reduce_mean: Callable[[torch.Tensor], torch.Tensor]
+
+
+class Mixer:
+    """A fixed mixture. Subclasses set the weights, and override `update` to move them."""
+
+    def __init__(self, cfg: MixerConfig, data: DomainData):
+        self.cfg = cfg
+        self.domain_names = list(data.names)
+        self.weight_names = list(data.names)
+        self._weights = np.full(data.num_domains, 1.0 / data.num_domains)
+        self._weight_sum = np.zeros_like(self._weights)
+        self._observed_steps = 0
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+    @property
+    def weights(self) -> np.ndarray:
+        return self._weights.copy()
+
+    @weights.setter
+    def weights(self, value: np.ndarray) -> None:
+        value = np.asarray(value, dtype=np.float64)
+        if value.shape != self._weights.shape:
+            raise ValueError(f"expected {self._weights.shape[0]} weights, got shape {value.shape}")
+        if not np.isfinite(value).all() or (value < 0).any() or value.sum() <= 0:
+            raise ValueError(f"mixture weights must be finite, >= 0 and not all zero: {value}")
+        self._weights = value / value.sum()
+
+    def domain_weights(self) -> np.ndarray:
+        """The distribution over the k domains that training sequences are drawn from."""
+        return self.weights
+
+    def time_averaged_weights(self) -> np.ndarray:
+        if self._observed_steps == 0:
+            return self.weights
+        return self._weight_sum / self._observed_steps
+
+    def observe_step(self) -> None:
+        """Called once per training step, after any update: accumulates the time average."""
+        self._weight_sum += self._weights
+        self._observed_steps += 1
+
+    def should_update(self, step: int) -> bool:
+        return self.cfg.update_every > 0 and step % self.cfg.update_every == 0
+
+    def update(self, ctx: UpdateContext) -> dict[str, float]:
+        """Move the weights; returns scalars to log (e.g. alignment scores). Static by default."""
+        return {}
+
+    def training_loss(self, sequence_losses: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+        """The loss the model is trained on, from per-sequence losses and their domains."""
+        return sequence_losses.mean()
+
+    def state_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "weights": self._weights.tolist(),
+            "weight_sum": self._weight_sum.tolist(),
+            "observed_steps": self._observed_steps,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["name"] != self.name:
+            raise ValueError(
+                f"checkpoint holds mixer {state['name']!r}, this run uses {self.name!r}"
+            )
+        self._weights = np.asarray(state["weights"], dtype=np.float64)  # exact, not renormalised
+        self._weight_sum = np.asarray(state["weight_sum"], dtype=np.float64)
+        self._observed_steps = int(state["observed_steps"])
