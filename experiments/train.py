@@ -181,6 +181,7 @@ def _run_summary(lm: MixtureLM, run_dir: Path) -> dict:
         "max_steps": lm.max_steps,
         "tokens_trained": lm.tokens_seen,
         "probe_tokens": lm.probe_tokens,
+        "train_seconds": lm.train_seconds,
         "metrics_initial": lm.initial_metrics,
         "metrics_final": lm.last_metrics,
         "final_weights": _named(mixer.weight_names, mixer.weights),

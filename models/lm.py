@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from dataclasses import dataclass
 
 import lightning as L
@@ -97,6 +98,9 @@ class MixtureLM(L.LightningModule):
         self.max_steps = max_steps
         self.tokens_seen = 0
         self.probe_tokens = 0
+        # Seconds spent in training steps (mixer updates included, validation not): the fair
+        # basis for comparing mixers' overhead, and carried across resumes.
+        self.train_seconds = 0.0
         self.trajectory: list[tuple[int, list[float]]] = []
         self.initial_metrics: dict[str, float] | None = None
         self.last_metrics: dict[str, float] | None = None
@@ -183,6 +187,12 @@ class MixtureLM(L.LightningModule):
 
     # --- training -----------------------------------------------------------------------------
 
+    def on_train_batch_start(self, batch: int, batch_idx: int) -> None:
+        self._step_started = time.perf_counter()
+
+    def on_train_batch_end(self, outputs, batch: int, batch_idx: int) -> None:
+        self.train_seconds += time.perf_counter() - self._step_started
+
     def training_step(self, _step: int, batch_idx: int) -> torch.Tensor:
         step = self.global_step
         domain_ids, indices = self.train_sampler.draw(
@@ -265,6 +275,7 @@ class MixtureLM(L.LightningModule):
             "specialist_rng": self.specialist_rng.bit_generator.state,
             "tokens_seen": self.tokens_seen,
             "probe_tokens": self.probe_tokens,
+            "train_seconds": self.train_seconds,
             "trajectory": self.trajectory,
             "initial_metrics": self.initial_metrics,
         }
@@ -278,5 +289,6 @@ class MixtureLM(L.LightningModule):
         self.specialist_rng.bit_generator.state = state["specialist_rng"]
         self.tokens_seen = state["tokens_seen"]
         self.probe_tokens = state["probe_tokens"]
+        self.train_seconds = state["train_seconds"]
         self.trajectory = [(step, list(w)) for step, w in state["trajectory"]]
         self.initial_metrics = state["initial_metrics"]
