@@ -7,6 +7,7 @@ Writes into the Hydra run directory: results.json (see experiments/results.py), 
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
 import os
@@ -21,6 +22,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from domains.loading import load_data
@@ -30,6 +32,7 @@ from experiments.results import (
     RESULTS_FILE,
     SCHEMA_VERSION,
     TRAJECTORY_FILE,
+    read_results,
     write_json_atomic,
     write_trajectory,
 )
@@ -79,12 +82,65 @@ def _resume_checkpoint(resume: str | None, run_dir: Path) -> Path | None:
     return path
 
 
+def _carry_over_metrics(csv_logger: CSVLogger, checkpoint: Path) -> None:
+    """Keep the metric history of a resumed run.
+
+    Lightning's CSV logger deletes an existing metrics.csv, so the rows logged before the
+    checkpoint are read first and logged again (rows after it are re-created by the resumed run).
+    """
+    path = Path(csv_logger.log_dir) / METRICS_FILE
+    if not path.exists():
+        return
+    resumed_step = torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"]
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        step = int(row.pop("step"))
+        if step < resumed_step:
+            csv_logger.experiment.log_metrics(
+                {key: float(value) for key, value in row.items() if value != ""}, step
+            )
+
+
 def _named(names: list[str], values) -> dict[str, float]:
     return {name: float(v) for name, v in zip(names, values, strict=True)}
 
 
+def _comparable(config: dict) -> dict:
+    """The parts of a resolved config that decide a run's outcome (not how it is resumed)."""
+    config = {**config, "train": {**config["train"]}}
+    config["train"].pop("resume", None)
+    config.pop("paths", None)
+    return config
+
+
+def _completed_run(cfg: DictConfig, results_path: Path) -> dict | None:
+    """The record of this same run if it already completed in this directory (a re-run of a
+    sweep skips it); an error if the directory holds a different run."""
+    if cfg.train.resume != "auto" or not results_path.exists():
+        return None
+    previous = read_results(results_path.parent)
+    current = OmegaConf.to_container(cfg, resolve=True)
+    if _comparable(previous["config"]) != _comparable(current):
+        raise RuntimeError(
+            f"{results_path.parent} holds a run with a different config; give this run another "
+            "directory (e.g. another `name=`) or delete the old one"
+        )
+    return previous if previous["status"] == "completed" else None
+
+
 def train(cfg: DictConfig, run_dir: Path) -> dict:
-    """Run one training job; returns the results record (also written to results.json)."""
+    """Run one training job; returns the results record (also written to results.json by rank 0).
+
+    With `train.resume=auto` (the default), a run whose directory already holds a completed run of
+    the same config is not redone, and an unfinished one continues from its last checkpoint.
+    """
+    results_path = run_dir / RESULTS_FILE
+    done = _completed_run(cfg, results_path)
+    if done is not None:
+        log.info("%s already completed; skipping", run_dir)
+        return done
+    is_rank_zero = rank_zero_only.rank == 0
     started = time.time()
     record = {
         "schema_version": SCHEMA_VERSION,
@@ -95,8 +151,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         "seed": cfg.seed,
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    results_path = run_dir / RESULTS_FILE
-    write_json_atomic(results_path, record)
+    if is_rank_zero:
+        write_json_atomic(results_path, record)
     lm = None
     try:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -109,7 +165,11 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         model_cfg.vocab_size = data.vocab_size
         mixer = build_mixer(OmegaConf.to_object(cfg.mixer), data)
 
-        loggers = [CSVLogger(save_dir=str(run_dir), name="", version="")]
+        checkpoint = _resume_checkpoint(cfg.train.resume, run_dir)
+        csv_logger = CSVLogger(save_dir=str(run_dir), name="", version="")
+        if checkpoint is not None:
+            _carry_over_metrics(csv_logger, checkpoint)
+        loggers = [csv_logger]
         if cfg.logger.wandb and cfg.logger.mode != "disabled":
             loggers.append(_wandb_logger(cfg, run_dir))
         trainer = L.Trainer(
@@ -140,7 +200,6 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         trainer.val_check_interval = min(cfg.train.eval_every, max_steps)
 
         lm = MixtureLM(model_cfg, OmegaConf.to_object(cfg.train), data, mixer, cfg.seed, max_steps)
-        checkpoint = _resume_checkpoint(cfg.train.resume, run_dir)
         if checkpoint is None:
             trainer.validate(lm, verbose=False)
             lm.initial_metrics = lm.last_metrics
@@ -160,9 +219,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         raise
     finally:
         record["wall_clock_s"] = time.time() - started
-        if lm is not None:
+        if lm is not None and is_rank_zero:
             record.update(_run_summary(lm, run_dir))
-        write_json_atomic(results_path, record)
+        if is_rank_zero:
+            write_json_atomic(results_path, record)
         for logger in loggers if lm is not None else []:
             if isinstance(logger, WandbLogger):
                 logger.experiment.summary.update(

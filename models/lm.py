@@ -44,9 +44,9 @@ class TrainConfig:
     eval_sequences_per_domain: int = 32
     log_every: int = 10
     checkpoint_every: int = 100
-    # None: start fresh; "auto": continue from the run directory's last checkpoint if there is
-    # one; otherwise the path of a checkpoint to continue from.
-    resume: str | None = None
+    # "auto": continue from the run directory's last checkpoint if there is one (and skip a run
+    # that already completed there); None: always start fresh; else a checkpoint path.
+    resume: str | None = "auto"
 
 
 def derive_seed(*keys: int) -> int:

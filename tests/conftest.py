@@ -1,0 +1,46 @@
+"""Shared test set-up: offline W&B, a private cache directory, and Hydra composition."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from experiments.config import register_configs
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = ROOT / "conf"
+
+os.environ["WANDB_MODE"] = "offline"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+register_configs()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Prepared data goes to a per-session cache unless the caller chose one (MIXBENCH_CACHE)."""
+    os.environ.setdefault("MIXBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+def compose_config(*overrides: str) -> DictConfig:
+    """The config `python -m experiments.train <overrides>` would run with."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))
+
+
+# A fast training run: tiny model, a few steps, CSV logging only.
+FAST = (
+    "train.tokens=8192",
+    "train.batch_size=8",
+    "train.eval_every=4",
+    "train.eval_sequences_per_domain=4",
+    "data.sequences_per_domain=32",
+    "data.heldout_sequences_per_domain=4",
+    "data.target_eval_sequences=8",
+    "model.context_length=32",
+    "logger=csv",
+)

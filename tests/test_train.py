@@ -1,0 +1,120 @@
+"""The training app end to end, as a user runs it."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from experiments.results import read_results
+from experiments.train import train
+from tests.conftest import FAST, ROOT, compose_config
+
+
+def run_cli(*overrides: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.train", *overrides],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_cli_run_writes_results_metrics_and_wandb_files(tmp_path):
+    run_dir = tmp_path / "run"
+    overrides = [o for o in FAST if o != "logger=csv"]
+    proc = run_cli(*overrides, "logger=wandb", f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    results = read_results(run_dir)
+    assert results["status"] == "completed" and results["error"] is None
+    assert results["mixer"] == "uniform" and results["seed"] == 0
+    assert results["config"]["train"]["tokens"] == 8192
+    # 8192 tokens / (8 sequences x 32 tokens) = 32 steps, all of them trained.
+    assert results["steps"] == results["max_steps"] == 32
+    assert results["tokens_trained"] == 32 * 8 * 32
+    assert results["probe_tokens"] == 0
+    assert results["wall_clock_s"] > results["train_seconds"] > 0
+    initial, final = results["metrics_initial"], results["metrics_final"]
+    assert final["val/target_loss"] < initial["val/target_loss"]
+    assert set(final) == {f"val/domain/domain_{i:02d}" for i in range(8)} | {
+        "val/generic_loss",
+        "val/target_loss",
+    }
+    assert sum(results["final_weights"].values()) == pytest.approx(1.0)
+    assert sum(results["domain_epochs"].values()) == pytest.approx(32 * 8 / 32)  # 256 seqs/32 each
+
+    trajectory = (run_dir / results["files"]["trajectory"]).read_text().splitlines()
+    assert trajectory[0] == "step," + ",".join(f"domain_{i:02d}" for i in range(8))
+    metrics = (run_dir / "metrics.csv").read_text()
+    assert "val/target_loss" in metrics.splitlines()[0]
+    offline_runs = list((run_dir / "wandb").glob("offline-run-*/*.wandb"))
+    assert len(offline_runs) == 1 and offline_runs[0].stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("trian.tokens=5", "trian"),
+        ("mixer.wieghts=natural", "wieghts"),
+        ("model.n_layers=2", "n_layers"),
+    ],
+)
+def test_a_misspelt_key_fails_naming_it(override, key):
+    with pytest.raises((ConfigCompositionException, ConfigKeyError)) as error:
+        compose_config(override)
+    assert key in str(error.value) + str(error.value.__cause__)
+
+
+def test_a_wrong_type_fails_naming_the_key():
+    with pytest.raises((ConfigCompositionException, ValidationError)) as error:
+        compose_config("train.tokens=lots")
+    message = str(error.value) + str(error.value.__cause__)
+    assert "train.tokens" in message and "lots" in message
+
+
+def test_an_unknown_mixer_lists_the_available_ones():
+    proc = run_cli("mixer=no_such_mixer")
+    assert proc.returncode != 0
+    assert "no_such_mixer" in proc.stderr and "uniform" in proc.stderr
+
+
+def test_a_failing_run_records_the_error(tmp_path):
+    cfg = compose_config(*FAST, "data.target_domains=[0,99]")
+    with pytest.raises(ValueError, match="target_domains"):
+        train(cfg, tmp_path)
+    results = read_results(tmp_path)
+    assert results["status"] == "failed"
+    assert results["error"]["type"] == "ValueError"
+    assert "target_domains" in results["error"]["message"]
+
+
+def test_resumed_run_matches_the_uninterrupted_one(tmp_path):
+    """A run continued from a mid-run checkpoint ends exactly where the uninterrupted run does."""
+    overrides = (*FAST, "train.checkpoint_every=20", "mixer.weights=natural", "seed=3")
+    full = train(compose_config(*overrides), tmp_path / "full")
+
+    # The full run's last checkpoint is from step 20 of 32: continue a copy of it from there.
+    resumed_dir = tmp_path / "resumed"
+    (resumed_dir / "checkpoints").mkdir(parents=True)
+    shutil.copy(tmp_path / "full/checkpoints/last.ckpt", resumed_dir / "checkpoints/last.ckpt")
+    resumed = train(compose_config(*overrides), resumed_dir)
+
+    assert resumed["steps"] == full["steps"] == 32
+    assert resumed["tokens_trained"] == full["tokens_trained"]
+    assert resumed["metrics_initial"] == full["metrics_initial"]  # carried in the checkpoint
+    assert resumed["domain_epochs"] == full["domain_epochs"]  # same sequences drawn
+    assert resumed["metrics_final"] == pytest.approx(full["metrics_final"], rel=1e-6)
+
+
+def test_rerunning_a_completed_run_skips_it_and_guards_its_directory(tmp_path):
+    cfg = compose_config(*FAST)
+    first = train(cfg, tmp_path)
+    again = train(cfg, tmp_path)
+    assert again == json.loads((tmp_path / "results.json").read_text()) == first
+    with pytest.raises(RuntimeError, match="different config"):
+        train(compose_config(*FAST, "seed=1"), tmp_path)
