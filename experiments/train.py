@@ -58,11 +58,21 @@ def _wandb_logger(cfg: DictConfig, run_dir: Path) -> WandbLogger:
                 "logger.mode=online needs a W&B key: set WANDB_API_KEY or run `wandb login`; "
                 "or use logger.mode=offline and `wandb sync` later"
             )
+    # Tags make a sweep's runs filterable in the W&B UI by what varies across them.
+    tags = [
+        f"mixer:{cfg.mixer.name}",
+        f"k:{cfg.data.num_domains}",
+        f"tokens:{cfg.train.tokens}",
+        f"seed:{cfg.seed}",
+        *cfg.logger.tags,
+    ]
+    if cfg.data.tokens_per_domain is not None:
+        tags.append(f"tokens_per_domain:{cfg.data.tokens_per_domain}")
     return WandbLogger(
         project=cfg.logger.project,
         entity=cfg.logger.entity,
         group=cfg.logger.group,
-        tags=list(cfg.logger.tags),
+        tags=tags,
         mode=mode,
         save_dir=str(run_dir),
         name=run_dir.name,
@@ -219,9 +229,11 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         raise
     finally:
         record["wall_clock_s"] = time.time() - started
-        if lm is not None and is_rank_zero:
-            record.update(_run_summary(lm, run_dir))
+        if lm is not None:
+            record.update(_run_summary(lm))
         if is_rank_zero:
+            if lm is not None:
+                write_trajectory(run_dir / TRAJECTORY_FILE, lm.mixer.weight_names, lm.trajectory)
             write_json_atomic(results_path, record)
         for logger in loggers if lm is not None else []:
             if isinstance(logger, WandbLogger):
@@ -232,10 +244,16 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     return record
 
 
-def _run_summary(lm: MixtureLM, run_dir: Path) -> dict:
+def _run_summary(lm: MixtureLM) -> dict:
     data, mixer = lm.data, lm.mixer
-    write_trajectory(run_dir / TRAJECTORY_FILE, mixer.weight_names, lm.trajectory)
-    sampler_epochs = lm.train_sampler.epochs() if lm.train_sampler is not None else []
+    ranks = {}
+    if lm.rank_epochs is not None:
+        ranks = {"weights": lm.rank_weights.tolist(), "domain_epochs": lm.rank_epochs.tolist()}
+        epochs = lm.rank_epochs.sum(axis=0)
+    elif lm.train_sampler is not None:  # failed before training ended
+        epochs = lm.train_sampler.epochs()
+    else:
+        epochs = []
     return {
         "steps": lm.global_step,
         "max_steps": lm.max_steps,
@@ -247,7 +265,8 @@ def _run_summary(lm: MixtureLM, run_dir: Path) -> dict:
         "final_weights": _named(mixer.weight_names, mixer.weights),
         "time_averaged_weights": _named(mixer.weight_names, mixer.time_averaged_weights()),
         "final_domain_weights": _named(data.names, mixer.domain_weights()),
-        "domain_epochs": _named(data.names, sampler_epochs) if len(sampler_epochs) else {},
+        "domain_epochs": _named(data.names, epochs) if len(epochs) else {},
+        "ranks": ranks,
         "domain_tokens": dict(zip(data.names, data.token_counts().tolist(), strict=True)),
         "model": {
             "params": lm.model.num_params(),

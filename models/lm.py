@@ -106,6 +106,9 @@ class MixtureLM(L.LightningModule):
         self.last_metrics: dict[str, float] | None = None
         self.last_validated_step = -1
         self.train_sampler: MixtureSampler | None = None
+        # Per-rank final mixer weights and domain epochs, [world_size, n] (see on_train_end).
+        self.rank_weights: np.ndarray | None = None
+        self.rank_epochs: np.ndarray | None = None
 
     # --- set-up -------------------------------------------------------------------------------
 
@@ -236,6 +239,17 @@ class MixtureLM(L.LightningModule):
         if metrics:
             self.log_dict(metrics)
 
+    def on_train_end(self) -> None:
+        """Gather every rank's final weights (they must agree) and epochs (ranks draw different
+        sequences, so the data actually repeated is the sum over ranks)."""
+
+        def gather(values: np.ndarray) -> np.ndarray:
+            gathered = self.trainer.strategy.all_gather(torch.from_numpy(values).to(self.device))
+            return gathered.reshape(-1, len(values)).cpu().numpy()
+
+        self.rank_weights = gather(self.mixer.weights)
+        self.rank_epochs = gather(self.train_sampler.epochs())
+
     # --- validation ---------------------------------------------------------------------------
 
     def on_validation_epoch_start(self) -> None:
@@ -263,7 +277,8 @@ class MixtureLM(L.LightningModule):
             if k <= MAX_LOGGED_DOMAINS or not key.startswith("val/domain/")
         }
         logged["val/tokens"] = float(self.tokens_seen)
-        self.log_dict(logged)
+        # Every rank computed the same values over all eval sequences: the sync is a formality.
+        self.log_dict(logged, sync_dist=True)
 
     # --- checkpoints --------------------------------------------------------------------------
 

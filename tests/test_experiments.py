@@ -1,0 +1,60 @@
+"""Sweeps, multi-process training and the experiment configs."""
+
+import subprocess
+import sys
+
+import pytest
+
+from experiments.results import read_results
+from tests.conftest import FAST, ROOT
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.train", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_a_failed_run_does_not_stop_the_sweep_and_is_recorded(tmp_path):
+    # k=1 cannot hold the specialist's domains {0, 1}: the first run fails, the second must run.
+    proc = run_cli("-m", *FAST, "data.num_domains=1,4", f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode != 0  # the sweep as a whole reports the failure
+
+    # Each run's directory is named by its overrides, the swept one first.
+    (failed_dir,) = tmp_path.glob("data.num_domains=1,*")
+    (completed_dir,) = tmp_path.glob("data.num_domains=4,*")
+    failed = read_results(failed_dir)
+    assert failed["status"] == "failed"
+    assert "target_domains" in failed["error"]["message"]
+    completed = read_results(completed_dir)
+    assert completed["status"] == "completed"
+    assert (
+        completed["metrics_final"]["val/target_loss"]
+        < completed["metrics_initial"]["val/target_loss"]
+    )
+
+
+@pytest.mark.slow
+def test_ddp_ranks_keep_identical_weights_and_draw_different_data(tmp_path):
+    proc = run_cli(
+        *FAST,
+        "trainer=ddp",
+        "mixer=dga",
+        "mixer.update_every=4",
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = read_results(tmp_path)
+    assert results["status"] == "completed"
+    # 8192 tokens over 2 ranks x 8 sequences x 32 tokens = 16 steps.
+    assert results["steps"] == 16 and results["tokens_trained"] == 8192
+    rank0, rank1 = results["ranks"]["weights"]
+    assert rank0 == rank1  # bit-identical on both ranks after every update
+    assert rank0 != pytest.approx([1 / 8] * 8, abs=1e-3)  # and the mixer did move them
+    epochs0, epochs1 = results["ranks"]["domain_epochs"]
+    assert epochs0 != epochs1  # each rank drew its own sequences
+    assert sum(results["domain_epochs"].values()) == pytest.approx(sum(epochs0) + sum(epochs1))
