@@ -1,0 +1,456 @@
+"""Comparison plots (PNG) of the runs of a sweep.
+
+`python -m analysis.plots <run or sweep dirs...> [--out DIR]` writes into `<DIR>/plots/`:
+
+- loss_curves.png: held-out specialist loss against training tokens, per mixer and setting;
+- weight_trajectories.png: the mixture weights of every online mixer over training (stacked,
+  the most-weighted components named, the rest summed as "other");
+- loss_vs_train_tokens.png, loss_vs_tokens_per_domain.png, loss_vs_num_domains.png: final
+  specialist loss against each axis the sweep varies (skipped, with a message, otherwise);
+- overhead.png: probe tokens and time in training steps relative to uniform, per mixer.
+
+Every figure shows a mixer in the same colour (`mixer_colours`). The functions return matplotlib
+Figures (None, with the reason logged, when there is nothing to draw), so notebooks can show them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import zlib
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_hex, to_rgb
+from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter, NullFormatter, StrMethodFormatter
+from matplotlib.transforms import offset_copy
+
+from analysis.leaderboard import baseline_mean
+from analysis.results import (
+    BASELINE,
+    TARGET_LOSS,
+    completed,
+    load_trajectory,
+    setting_columns,
+    setting_title,
+    validation_curve,
+)
+
+log = logging.getLogger(__name__)
+
+# A fixed colour per mixer name; names not listed get one of SPARE, chosen by a hash of the name.
+PALETTE = {
+    "uniform": "#555555",
+    "importance": "#ff7f0e",
+    "doge": "#2ca02c",
+    "dga": "#1f77b4",
+    "dga_dr": "#9467bd",
+    "static": "#8c564b",
+}
+SPARE = ("#d62728", "#e377c2", "#bcbd22", "#17becf", "#7f7f7f")
+# Variants of one mixer: its colour, then lighter / darker shades (negative: towards black).
+SHADES = (0.0, 0.45, -0.4, 0.7, -0.65)
+OTHER_COLOUR = "#d9d9d9"
+DOMAIN_COLOURS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1")
+MAX_PANELS = 12
+LOSS_LABEL = "held-out specialist loss (nats/token)"
+SCALING_AXES = {
+    "train_tokens": "training-token budget (tokens)",
+    "tokens_per_domain": "training tokens per domain (cap; uncapped: mean domain size)",
+    "num_domains": "number of domains k",
+}
+
+
+def base_name(label: str) -> str:
+    return label.split("[", 1)[0]
+
+
+def _shade(colour: str, amount: float) -> str:
+    rgb = np.array(to_rgb(colour))
+    towards = np.ones(3) if amount > 0 else np.zeros(3)
+    return to_hex(rgb + abs(amount) * (towards - rgb))
+
+
+def mixer_colours(labels: Iterable[str]) -> dict[str, str]:
+    """Colour per mixer variant: the mixer's palette colour for its default variant, shades of it
+    for the others (in sorted order), so every figure built from the same runs agrees."""
+    colours = {}
+    labels = sorted(set(labels))
+    for name in sorted({base_name(label) for label in labels}):
+        colour = PALETTE.get(name) or SPARE[zlib.crc32(name.encode()) % len(SPARE)]
+        variants = [label for label in labels if base_name(label) == name and label != name]
+        colours[name] = colour
+        for i, label in enumerate(variants, start=1):
+            colours[label] = _shade(colour, SHADES[i % len(SHADES)])
+    return colours
+
+
+def _grid(panels: int, width: float = 5.5, height: float = 4.0) -> tuple[Figure, list[Axes]]:
+    cols = min(panels, 3)
+    rows = math.ceil(panels / cols)
+    width = max(width, 8.0 / cols)  # room for the two-line title above a single panel
+    fig = Figure(figsize=(width * cols, height * rows + 0.6), layout="constrained", dpi=110)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[panels:]:
+        ax.set_visible(False)
+    return fig, list(axes[:panels])
+
+
+def _panels(frame: pd.DataFrame, keys: list[str], what: str) -> list[tuple[dict, pd.DataFrame]]:
+    """(setting, rows) per distinct value of `keys`, at most MAX_PANELS of them."""
+    groups = [
+        (dict(zip(keys, values, strict=True)), rows)
+        for values, rows in frame.groupby(keys, dropna=False)
+    ]
+    if len(groups) > MAX_PANELS:
+        log.info("%s: showing the first %d of %d panels", what, MAX_PANELS, len(groups))
+    return groups[:MAX_PANELS]
+
+
+def _varying(settings: list[dict]) -> tuple[list[str], list[str]]:
+    """The setting keys that differ between panels, and those shared by all of them."""
+    keys = list(settings[0])
+    frame = pd.DataFrame(settings, columns=keys)
+    varying = [k for k in keys if frame[k].nunique(dropna=False) > 1]
+    return varying, [k for k in keys if k not in varying]
+
+
+def _titles(fig: Figure, axes: list[Axes], settings: list[dict], heading: str) -> None:
+    varying, shared = _varying(settings)
+    for ax, setting in zip(axes, settings, strict=True):
+        if varying:
+            ax.set_title(setting_title(setting, varying), fontsize=10)
+    fig.suptitle(f"{heading}\n{setting_title(settings[0], shared)}", fontsize=12)
+
+
+def _with_files(runs: pd.DataFrame) -> pd.DataFrame:
+    """Completed runs that have a local directory (W&B rows have no metrics.csv here)."""
+    done = completed(runs)
+    return done[done["run_dir"].notna()]
+
+
+def _seed_curves(variant: pd.DataFrame) -> pd.DataFrame:
+    """The specialist-loss curves of a variant's runs: one column per run, rows by tokens."""
+    curves = []
+    for run_dir, files in zip(variant["run_dir"], variant["files"], strict=True):
+        curve = validation_curve(run_dir, files["metrics"])
+        if not curve.empty:
+            loss = curve[TARGET_LOSS]
+            curves.append(loss[~loss.index.duplicated(keep="last")])
+    return pd.concat(curves, axis=1).sort_index() if curves else pd.DataFrame()
+
+
+def plot_loss_curves(runs: pd.DataFrame) -> Figure | None:
+    """Specialist loss against training tokens: mean over seeds (band: ± std), per setting."""
+    panels = []
+    for setting, rows in _panels(_with_files(runs), setting_columns(runs), "loss curves"):
+        curves = {label: _seed_curves(variant) for label, variant in rows.groupby("mixer_label")}
+        curves = {label: table for label, table in curves.items() if not table.empty}
+        if curves:
+            panels.append((setting, curves))
+    if not panels:
+        log.info("loss curves: skipped, no completed run has a metrics.csv with validation rows")
+        return None
+    colours = mixer_colours(runs["mixer_label"])
+    fig, axes = _grid(len(panels))
+    for ax, (_, curves) in zip(axes, panels, strict=True):
+        for label, table in curves.items():
+            mean, std = table.mean(axis=1), table.std(axis=1)
+            seeds = table.shape[1]
+            colour = colours[label]
+            ax.plot(
+                mean.index, mean, marker="o", ms=3, color=colour, label=f"{label} ({seeds} seeds)"
+            )
+            if seeds > 1:
+                ax.fill_between(mean.index, mean - std, mean + std, color=colour, alpha=0.2, lw=0)
+        ax.set_xlabel("training tokens")
+        ax.set_ylabel(LOSS_LABEL)
+        ax.xaxis.set_major_formatter(EngFormatter())
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    _titles(
+        fig,
+        axes,
+        [setting for setting, _ in panels],
+        "Specialist loss during training (mean ± std over seeds)",
+    )
+    return fig
+
+
+def _mean_trajectory(rows: pd.DataFrame) -> tuple[pd.DataFrame, float, bool]:
+    """Mean over seeds of the runs' weight trajectories, indexed by training tokens (the weights
+    in force from then on: the last row of a step, each run carried forward between its
+    updates); the tokens at the end of training; and whether any run's weights ever moved."""
+    trajectories, moved = [], False
+    for run_dir, files, tokens, steps in rows[
+        ["run_dir", "files", "tokens_trained", "steps"]
+    ].itertuples(index=False):
+        trajectory = load_trajectory(run_dir, files["trajectory"])
+        if trajectory.empty:
+            continue
+        moved |= len(trajectory.drop_duplicates()) > 1
+        trajectory = trajectory[~trajectory.index.duplicated(keep="last")]
+        trajectory.index = trajectory.index * (tokens / steps)
+        trajectories.append(trajectory)
+    if not trajectories:
+        return pd.DataFrame(), 0.0, False
+    tokens = sorted(set().union(*(t.index for t in trajectories)))
+    mean = sum(t.reindex(tokens).ffill() for t in trajectories) / len(trajectories)
+    return mean.div(mean.sum(axis=1), axis=0), float(rows["tokens_trained"].max()), moved
+
+
+def _top_components(trajectory: pd.DataFrame, top: int) -> list[str]:
+    """The `top` components with the largest mean weight over the trajectory."""
+    return list(trajectory.mean().sort_values(ascending=False).index[:top])
+
+
+def _stacked_weights(
+    ax: Axes, trajectory: pd.DataFrame, end: float, named: list[str], colours: dict[str, str]
+) -> None:
+    """Stacked areas, piecewise constant between updates: the `named` components, then the rest
+    summed as "other (n)"."""
+    layers = trajectory[named].copy()
+    rest = [c for c in trajectory.columns if c not in named]
+    if rest:
+        layers[f"other ({len(rest)})"] = trajectory[rest].sum(axis=1)
+    if end > layers.index[-1]:
+        layers.loc[end] = layers.iloc[-1]
+    bottom = np.zeros(len(layers))
+    for column in layers.columns:
+        top_edge = bottom + layers[column].to_numpy()
+        colour = colours.get(column, OTHER_COLOUR)
+        ax.fill_between(
+            layers.index, bottom, top_edge, step="post", color=colour, label=column, lw=0
+        )
+        bottom = top_edge
+    ax.set_xlim(layers.index[0], layers.index[-1])
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("training tokens")
+    ax.set_ylabel("mixture weight")
+    ax.xaxis.set_major_formatter(EngFormatter())
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), reverse=True)
+
+
+class _TrajectoryPanel(NamedTuple):
+    label: str
+    seeds: int
+    setting: dict
+    trajectory: pd.DataFrame
+    end: float
+
+
+def plot_weight_trajectories(runs: pd.DataFrame, top: int = 6) -> Figure | None:
+    """The weight trajectory of each online mixer variant (mean over seeds), one panel per
+    variant and setting. A component (domain or basis) has the same colour in every panel."""
+    keys = setting_columns(runs)
+    panels = []
+    for values, rows in _with_files(runs).groupby(["mixer_label", *keys], dropna=False):
+        trajectory, end, moved = _mean_trajectory(rows)
+        if moved:
+            setting = dict(zip(keys, values[1:], strict=True))
+            panels.append(_TrajectoryPanel(values[0], len(rows), setting, trajectory, end))
+    if not panels:
+        log.info(
+            "weight trajectories: skipped, no run of an online mixer (their weights never moved)"
+        )
+        return None
+    if len(panels) > MAX_PANELS:
+        log.info("weight trajectories: showing the first %d of %d panels", MAX_PANELS, len(panels))
+        panels = panels[:MAX_PANELS]
+    named = [_top_components(panel.trajectory, top) for panel in panels]
+    # Colours go to the components by their total weight over all panels.
+    weight = pd.concat(
+        [panel.trajectory[names].mean() for panel, names in zip(panels, named, strict=True)]
+    )
+    ranked = weight.groupby(level=0).sum().sort_values(ascending=False).index
+    component_colours = dict(zip(ranked, itertools.cycle(DOMAIN_COLOURS + SPARE), strict=False))
+    mixer_colour = mixer_colours(runs["mixer_label"])
+    fig, axes = _grid(len(panels), width=6.5)
+    varying, shared = _varying([panel.setting for panel in panels])
+    for ax, names, panel in zip(axes, named, panels, strict=True):
+        _stacked_weights(ax, panel.trajectory, panel.end, names, component_colours)
+        title = f"{panel.label} ({panel.seeds} seeds)"
+        if varying:
+            title += f"\n{setting_title(panel.setting, varying)}"
+        ax.set_title(title, fontsize=10, color=mixer_colour[panel.label], fontweight="bold")
+    fig.suptitle(
+        "Mixture weights during training (mean over seeds)\n"
+        + setting_title(panels[0].setting, shared),
+        fontsize=12,
+    )
+    return fig
+
+
+def _count(sizes: pd.Series) -> str:
+    """How many seeds the points of a line average over: "3", or "2-3"."""
+    low, high = sizes.min(), sizes.max()
+    return str(low) if low == high else f"{low}-{high}"
+
+
+def plot_scaling(runs: pd.DataFrame, axis: str) -> Figure | None:
+    """Final specialist loss against one setting axis (a key of SCALING_AXES), mean ± std over
+    seeds, one panel per combination of the other setting keys that varies the axis."""
+    if axis not in SCALING_AXES:
+        raise ValueError(f"axis must be one of {sorted(SCALING_AXES)}, got {axis!r}")
+    done = completed(runs).copy()
+    keys = setting_columns(runs)
+    others = [k for k in keys if k != axis]
+    x = done[axis]
+    if axis == "tokens_per_domain":  # an uncapped run: its actual mean tokens per domain
+        x = x.fillna(done["mean_domain_tokens"])
+    done["x"] = pd.to_numeric(x, errors="coerce")
+    panels = [
+        (setting, rows)
+        for setting, rows in _panels(done, others, f"loss vs {axis}")
+        if rows["x"].nunique() > 1
+    ]
+    if not panels:
+        log.info("loss vs %s: skipped, the runs do not vary %s", axis, axis)
+        return None
+    colours = mixer_colours(runs["mixer_label"])
+    fig, axes = _grid(len(panels))
+    for ax, (_, rows) in zip(axes, panels, strict=True):
+        values = np.sort(rows["x"].dropna().unique())
+        if values[0] > 0 and values[-1] / values[0] >= 4:
+            ax.set_xscale("log")  # before plotting: the dodge offsets build on the scale
+        variants = list(rows.groupby("mixer_label"))
+        for i, (label, variant) in enumerate(variants):
+            stats = variant.groupby("x")["target_loss"].agg(["mean", "std", "size"])
+            # Mixers side by side around each x (a few points apart), so error bars stay apart.
+            dodge = offset_copy(
+                ax.transData, fig=fig, x=5 * (i - (len(variants) - 1) / 2), units="points"
+            )
+            ax.errorbar(
+                stats.index,
+                stats["mean"],
+                yerr=stats["std"].fillna(0),
+                marker="o",
+                ms=4,
+                capsize=3,
+                color=colours[label],
+                label=f"{label} ({_count(stats['size'])} seeds)",
+                transform=dodge,
+            )
+        # The dodge transform hides the points from autoscaling: give it their extent.
+        extent = rows.groupby(["mixer_label", "x"])["target_loss"].agg(["mean", "std"]).fillna(0)
+        x = extent.index.get_level_values("x")
+        ax.update_datalim(np.column_stack([x, extent["mean"] - extent["std"]]))
+        ax.update_datalim(np.column_stack([x, extent["mean"] + extent["std"]]))
+        ax.autoscale_view()
+        if len(values) <= 8:  # label exactly the values the sweep ran
+            ax.set_xticks(values)
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        integer = axis == "num_domains"
+        ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}") if integer else EngFormatter())
+        ax.set_xlabel(SCALING_AXES[axis])
+        ax.set_ylabel(LOSS_LABEL)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    _titles(
+        fig,
+        axes,
+        [setting for setting, _ in panels],
+        f"Final specialist loss vs {SCALING_AXES[axis].split(' (')[0]} (mean ± std over seeds)",
+    )
+    return fig
+
+
+def plot_overhead(runs: pd.DataFrame) -> Figure | None:
+    """Per mixer variant over all its runs (mean ± std): probe tokens as a share of training
+    tokens, and time in training steps relative to uniform in the same setting (or, when no
+    setting has a uniform run, seconds per 1,000 training tokens)."""
+    done = completed(runs).copy()
+    if done.empty:
+        log.info("overhead: skipped, no completed runs")
+        return None
+    done["probe_share"] = 100 * done["probe_tokens"] / done["tokens_trained"]
+    relative = done["train_seconds"] / baseline_mean(done, "train_seconds", setting_columns(runs))
+    if relative.notna().any():
+        done["step_time"] = 100 * (relative - 1)
+        time_axis, time_format = f"time in training steps vs {BASELINE} (%)", "{:+.1f} %"
+        time_title = "Compute overhead"
+    else:
+        done["step_time"] = 1000 * done["train_seconds"] / done["tokens_trained"]
+        time_axis, time_format = "time in training steps per 1,000 tokens (s)", "{:.2f} s"
+        time_title = f"Compute (no {BASELINE} run to compare with)"
+    stats = done.groupby("mixer_label")[["probe_share", "step_time"]].agg(["mean", "std"])
+    labels = list(stats.index)
+    colours = mixer_colours(runs["mixer_label"])
+    fig, axes = _grid(2, width=5.5, height=max(2.5, 0.45 * len(labels) + 1.5))
+    positions = np.arange(len(labels))
+    for ax, column, xlabel, number, title in (
+        (
+            axes[0],
+            "probe_share",
+            "probe tokens (% of training tokens)",
+            "{:.1f} %",
+            "Extra data read",
+        ),
+        (axes[1], "step_time", time_axis, time_format, time_title),
+    ):
+        means = stats[(column, "mean")]
+        ax.barh(
+            positions,
+            means.fillna(0),
+            xerr=stats[(column, "std")].fillna(0),
+            color=[colours[label] for label in labels],
+            capsize=3,
+        )
+        for y, value in zip(positions, means, strict=True):
+            text = "n/a" if pd.isna(value) else number.format(value)
+            at = 0 if pd.isna(value) else max(value, 0)
+            ax.annotate(text, (at, y), xytext=(4, 8), textcoords="offset points", fontsize=8)
+        ax.set_yticks(positions, labels)
+        ax.invert_yaxis()
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_xlabel(xlabel)
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle("Overhead per mixer (mean ± std over runs)", fontsize=12)
+    return fig
+
+
+# File name -> figure builder, in the order they are written.
+FIGURES: dict[str, Callable[[pd.DataFrame], Figure | None]] = {
+    "loss_curves.png": plot_loss_curves,
+    "weight_trajectories.png": plot_weight_trajectories,
+    **{
+        f"loss_vs_{axis}.png": (lambda runs, axis=axis: plot_scaling(runs, axis))
+        for axis in SCALING_AXES
+    },
+    "overhead.png": plot_overhead,
+}
+
+
+def write_plots(runs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """Write every figure that has something to show into `out_dir`; returns the paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, build in FIGURES.items():
+        fig = build(runs)
+        if fig is not None:
+            fig.savefig(out_dir / name)
+            written.append(out_dir / name)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    from analysis.report import main as report_main  # the shared CLI; it builds on this module
+
+    description = __doc__.split("\n")[0]
+    return report_main(
+        argv, leaderboard=False, description=description, prog="python -m analysis.plots"
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

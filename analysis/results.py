@@ -1,0 +1,362 @@
+"""Runs as a table: one row per run, from run directories or from a W&B project.
+
+A row holds the run's status, mixer, seed, setting, headline numbers and its flattened config
+(columns `config.<dotted key>`). Failed, unfinished and unreadable runs are rows too (with
+`status` and `error`), so the leaderboard can list them. The per-step history of a local run
+(loss curves, weight trajectory) is read from its metrics.csv / weights.csv on demand.
+
+Runs are compared per *setting* (data source, domain count, token budget, tokens per domain,
+model, plus any other outcome-relevant config key that differs between the runs loaded) and per
+mixer *variant*: the mixer name plus the options it was given that differ from the defaults of
+`mixer=<name>`, e.g. `uniform[weights=natural]`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import os
+import socket
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import pandas as pd
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from experiments.results import METRICS_FILE, RESULTS_FILE, TRAJECTORY_FILE, read_results
+
+log = logging.getLogger(__name__)
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+TARGET_LOSS = "val/target_loss"
+GENERIC_LOSS = "val/generic_loss"
+# The variant every other mixer is measured against.
+BASELINE = "uniform"
+
+# Setting column -> the config key it comes from.
+SETTING_KEYS = {
+    "source": "data.source",
+    "num_domains": "data.num_domains",
+    "train_tokens": "train.tokens",
+    "tokens_per_domain": "data.tokens_per_domain",
+    "model": "model.name",
+}
+# Config keys that never make two runs different settings: the seed and mixer (compared within a
+# setting), naming, logging, paths, resuming and how often things are evaluated or saved.
+NOT_SETTING_PREFIXES = (
+    "seed",
+    "name",
+    "mixer.",
+    "logger.",
+    "paths.",
+    "train.resume",
+    "train.eval_every",
+    "train.log_every",
+    "train.checkpoint_every",
+)
+
+
+def _flatten(config: dict, prefix: str = "") -> dict[str, object]:
+    """Nested config -> {dotted key: value}; lists become JSON strings (hashable, comparable)."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = json.dumps(value) if isinstance(value, list) else value
+    return flat
+
+
+@functools.cache
+def mixer_defaults(name: str) -> dict | None:
+    """The options `mixer=<name>` gives (its schema overlaid with conf/mixer/<name>.yaml), or
+    None when this checkout does not know the mixer."""
+    from mixers import MIXERS  # imports torch: only needed once a run is labelled
+
+    parts = []
+    if name in MIXERS:
+        parts.append(OmegaConf.structured(MIXERS[name][1]))
+    option = CONF_DIR / "mixer" / f"{name}.yaml"
+    if option.exists():
+        yaml = OmegaConf.load(option)
+        yaml.pop("defaults", None)
+        parts.append(yaml)
+    if not parts:
+        return None
+    try:
+        return OmegaConf.to_container(OmegaConf.merge(*parts), resolve=True)
+    except OmegaConfBaseException:  # e.g. an interpolation into the rest of the config
+        return None
+
+
+def _format_option(value: object) -> str:
+    if isinstance(value, str) and os.sep in value:
+        return Path(value).name  # a path: its last part keeps labels short
+    if isinstance(value, float):
+        return f"{value:g}"
+    return json.dumps(value) if isinstance(value, list | dict) else str(value)
+
+
+def mixer_label(options: dict) -> str:
+    """`name` or `name[key=value,...]` listing the options that differ from `mixer=<name>`."""
+    name = options.get("name", "?")
+    defaults = mixer_defaults(name) or {}
+    changed = {
+        key: value
+        for key, value in sorted(options.items())
+        if key != "name" and key in defaults and defaults[key] != value
+    }
+    if not changed:
+        return name
+    return f"{name}[{','.join(f'{k}={_format_option(v)}' for k, v in changed.items())}]"
+
+
+def _metric(metrics: dict | None, key: str) -> float:
+    value = (metrics or {}).get(key)
+    return float(value) if value is not None else math.nan
+
+
+def run_row(record: dict, run_dir: str | None) -> dict:
+    """One row of the runs table from a results record (the contents of results.json)."""
+    config = record.get("config") or {}
+    flat = _flatten(config)
+    mixer_options = config.get("mixer") or {"name": record.get("mixer", "?")}
+    error = record.get("error")
+    epochs = record.get("domain_epochs") or {}
+    domain_tokens = record.get("domain_tokens") or {}
+    row = {
+        "run_dir": run_dir,
+        "status": record.get("status", "unknown"),
+        "error": f"{error.get('type')}: {error.get('message')}"
+        if isinstance(error, dict)
+        else error,
+        "mixer": mixer_options.get("name", "?"),
+        "mixer_label": mixer_label(mixer_options),
+        "seed": record.get("seed", config.get("seed")),
+        **{column: flat.get(key) for column, key in SETTING_KEYS.items()},
+        "target_loss": _metric(record.get("metrics_final"), TARGET_LOSS),
+        "generic_loss": _metric(record.get("metrics_final"), GENERIC_LOSS),
+        "target_loss_initial": _metric(record.get("metrics_initial"), TARGET_LOSS),
+        "steps": record.get("steps", math.nan),
+        "tokens_trained": record.get("tokens_trained", math.nan),
+        "probe_tokens": record.get("probe_tokens", math.nan),
+        "wall_clock_s": record.get("wall_clock_s", math.nan),
+        "train_seconds": record.get("train_seconds", math.nan),
+        "max_domain_epochs": max(epochs.values()) if epochs else math.nan,
+        "most_repeated_domain": max(epochs, key=epochs.get) if epochs else None,
+        "mean_domain_tokens": np.mean(list(domain_tokens.values())) if domain_tokens else math.nan,
+        "final_weights": record.get("final_weights"),
+        "time_averaged_weights": record.get("time_averaged_weights"),
+        "domain_epochs": epochs or None,
+        "metrics_final": record.get("metrics_final"),
+        "files": record.get("files") or {"trajectory": TRAJECTORY_FILE, "metrics": METRICS_FILE},
+    }
+    row.update({f"config.{key}": value for key, value in flat.items()})
+    return row
+
+
+def find_run_dirs(paths: list[str | Path]) -> list[Path]:
+    """Every directory under `paths` (searched recursively) that holds a results.json."""
+    found = set()
+    for path in map(Path, paths):
+        if not path.exists():
+            raise FileNotFoundError(f"no such run or sweep directory: {path}")
+        if path.is_file():
+            raise NotADirectoryError(f"expected a run or sweep directory, got the file {path}")
+        found.update(p.parent for p in path.rglob(RESULTS_FILE))
+    return sorted(found)
+
+
+def load_runs(paths: list[str | Path]) -> pd.DataFrame:
+    """One row per run found under `paths`; an unreadable results.json becomes a row with
+    status "unreadable" (and a logged warning) instead of stopping the whole collection."""
+    run_dirs = find_run_dirs(paths)
+    if not run_dirs:
+        raise FileNotFoundError(
+            f"no {RESULTS_FILE} under {', '.join(map(str, paths))}: "
+            "point at a run directory or a sweep of them"
+        )
+    rows = []
+    for run_dir in run_dirs:
+        try:
+            record = read_results(run_dir)
+            if not isinstance(record, dict):
+                raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+            rows.append(run_row(record, str(run_dir)))
+        # Not JSON (JSONDecodeError is a ValueError), or JSON of the wrong shape.
+        except (OSError, ValueError, TypeError, AttributeError, KeyError) as error:
+            log.warning("unreadable %s (listed as such): %s", run_dir / RESULTS_FILE, error)
+            message = f"{type(error).__name__}: {error}"
+            rows.append(run_row({"status": "unreadable", "error": message}, str(run_dir)))
+    return pd.DataFrame(rows)
+
+
+def completed(runs: pd.DataFrame) -> pd.DataFrame:
+    """The completed runs that have a final specialist loss."""
+    return runs[(runs["status"] == "completed") & runs["target_loss"].notna()]
+
+
+def setting_columns(runs: pd.DataFrame) -> list[str]:
+    """The columns that define a setting: `SETTING_KEYS`, then any other config key (as
+    `config.<key>`) whose value differs between the completed runs, so that e.g. a learning-rate
+    sweep is not mistaken for seeds of one setting."""
+    done = completed(runs)
+    base_keys = {f"config.{key}" for key in SETTING_KEYS.values()}
+    extra = [
+        column
+        for column in done.columns
+        if column.startswith("config.")
+        and column not in base_keys
+        and not column.removeprefix("config.").startswith(NOT_SETTING_PREFIXES)
+        and done[column].nunique(dropna=False) > 1
+    ]
+    return [*SETTING_KEYS, *extra]
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except FileNotFoundError:
+        return pd.DataFrame()
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        log.warning("skipping unreadable %s: %s", path, error)
+        return pd.DataFrame()
+
+
+def load_metrics(run_dir: str | Path, filename: str = METRICS_FILE) -> pd.DataFrame:
+    """A run's metrics.csv as logged (train and validation metrics on separate rows); empty if
+    the run has none."""
+    return _read_csv(Path(run_dir) / filename)
+
+
+def validation_curve(run_dir: str | Path, filename: str = METRICS_FILE) -> pd.DataFrame:
+    """The validation rows of a run's metrics, indexed by training tokens (`val/tokens`)."""
+    metrics = load_metrics(run_dir, filename)
+    if TARGET_LOSS not in metrics:
+        return pd.DataFrame()
+    val = metrics[metrics[TARGET_LOSS].notna()]
+    columns = [c for c in val.columns if c.startswith("val/") and c != "val/tokens"]
+    return val.set_index("val/tokens")[["step", *columns]].rename_axis("tokens")
+
+
+def load_trajectory(run_dir: str | Path, filename: str = TRAJECTORY_FILE) -> pd.DataFrame:
+    """A run's weight trajectory: one row per weight update, indexed by step, one column per
+    weight name; empty if the run has none."""
+    trajectory = _read_csv(Path(run_dir) / filename)
+    return trajectory.set_index("step") if "step" in trajectory else trajectory
+
+
+def _describe(key: str, value: object) -> str | None:
+    """One part of a setting's title (None for a config key this setting does not have)."""
+    if key == "tokens_per_domain":
+        return "uncapped domains" if pd.isna(value) else f"≤{int(value):,} tokens per domain"
+    if key.startswith("config."):
+        return None if pd.isna(value) else f"{key.removeprefix('config.')}={value}"
+    if pd.isna(value):
+        return f"{key}=?"
+    if key == "num_domains":
+        return f"k={int(value)}"
+    if key == "train_tokens":
+        return f"{int(value):,} training tokens"
+    if key == "model":
+        return f"model {value}"
+    return str(value)  # the data source
+
+
+def setting_title(setting: dict, keys: list[str] | None = None) -> str:
+    """E.g. `synthetic · k=8 · 20,000 training tokens · uncapped domains · model tiny`, from a
+    {setting column: value} mapping (only `keys` of it when given)."""
+    parts = (_describe(k, setting[k]) for k in (setting if keys is None else keys))
+    return " · ".join(part for part in parts if part is not None)
+
+
+def mean_weights(runs: pd.DataFrame, which: str = "time_averaged_weights") -> pd.DataFrame:
+    """Mixture weights (`final_weights` or `time_averaged_weights`) averaged over seeds: one row
+    per (setting, mixer variant), one column per weight name."""
+    if which not in ("final_weights", "time_averaged_weights"):
+        raise ValueError(f"which must be final_weights or time_averaged_weights, got {which!r}")
+    done = completed(runs)
+    weights = pd.DataFrame(done[which].tolist(), index=done.index)
+    keys = [*setting_columns(runs), "mixer_label"]
+    return weights.groupby([done[k] for k in keys], dropna=False).mean()
+
+
+# ---------------------------------------------------------------------------------------------
+# W&B
+
+
+def _wandb_url() -> str:
+    return os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+
+
+def check_reachable(url: str, timeout: float = 3.0) -> None:
+    """Raise ConnectionError, within `timeout` seconds, unless a TCP connection to the host of
+    `url` opens (name resolution included, which a socket timeout alone does not bound)."""
+    parsed = urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    outcome: list[BaseException | None] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((parsed.hostname, port), timeout=timeout).close()
+            outcome.append(None)
+        except OSError as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    error = outcome[0] if outcome else TimeoutError(f"no answer within {timeout:g} s")
+    if error is not None:
+        raise ConnectionError(
+            f"loading runs from W&B needs network access to {url} ({error}); this machine cannot "
+            "reach it. Analyse the local run directories instead (they hold every result), or "
+            "run this where W&B is reachable (offline runs upload with `wandb sync`)."
+        )
+
+
+_WANDB_STATUS = {"finished": "completed", "crashed": "failed", "failed": "failed"}
+
+
+def wandb_record(config: dict, summary: dict, state: str) -> dict:
+    """A results record (the shape of results.json) from a W&B run's config, summary and state.
+    Only what W&B holds is filled in: final metrics (logged as `final/<metric>`), token counts
+    and run time; per-domain epochs and time in training steps stay unknown."""
+    final = {k.removeprefix("final/"): v for k, v in summary.items() if k.startswith("final/")}
+    return {
+        "status": _WANDB_STATUS.get(state, state),
+        "error": None if state != "crashed" else "crashed (see the W&B run logs)",
+        "mixer": (config.get("mixer") or {}).get("name", "?"),
+        "seed": config.get("seed"),
+        "config": config,
+        "metrics_final": final,
+        "tokens_trained": summary.get("train/tokens", math.nan),
+        "probe_tokens": summary.get("train/probe_tokens", math.nan),
+        "wall_clock_s": summary.get("_runtime", math.nan),
+    }
+
+
+def load_wandb_runs(
+    project: str, entity: str | None = None, group: str | None = None, timeout: float = 3.0
+) -> pd.DataFrame:
+    """One row per run of a W&B project (optionally one group), through the public API; needs
+    network access and a W&B login. Rows have `wandb_path` instead of a run directory."""
+    check_reachable(_wandb_url(), timeout)
+    import wandb
+
+    api = wandb.Api(timeout=30)
+    path = f"{entity}/{project}" if entity else project
+    runs = api.runs(path, filters={"group": group} if group else None)
+    rows = []
+    for run in runs:
+        row = run_row(wandb_record(dict(run.config), dict(run.summary), run.state), None)
+        row["wandb_path"] = "/".join(run.path)
+        rows.append(row)
+    if not rows:
+        raise LookupError(f"no runs in W&B project {path}" + (f", group {group}" if group else ""))
+    return pd.DataFrame(rows)

@@ -1,0 +1,256 @@
+"""Collecting runs into a table: hand-made results.json files with known contents."""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis.results import (
+    check_reachable,
+    load_runs,
+    load_trajectory,
+    load_wandb_runs,
+    mean_weights,
+    mixer_label,
+    run_row,
+    setting_columns,
+    setting_title,
+    validation_curve,
+    wandb_record,
+)
+
+
+def write_run(
+    root: Path,
+    name: str,
+    *,
+    mixer: str = "uniform",
+    seed: int = 0,
+    target: float | None = 3.0,
+    generic: float = 4.0,
+    tokens: int = 1000,
+    num_domains: int = 2,
+    tokens_per_domain: int | None = None,
+    status: str = "completed",
+    probe_tokens: int = 0,
+    train_seconds: float = 10.0,
+    epochs: dict | None = None,
+    weights: dict | None = None,
+    mixer_options: dict | None = None,
+    lr: float = 3e-3,
+) -> Path:
+    """A run directory whose results.json looks like one experiments.train writes."""
+    run_dir = root / name
+    run_dir.mkdir(parents=True)
+    domains = [f"domain_{i:02d}" for i in range(num_domains)]
+    weights = weights or {d: 1 / num_domains for d in domains}
+    record = {
+        "schema_version": 1,
+        "status": status,
+        "error": {"type": "RuntimeError", "message": "boom", "traceback": "..."}
+        if status == "failed"
+        else None,
+        "run_dir": str(run_dir),
+        "mixer": mixer,
+        "seed": seed,
+        "config": {
+            "seed": seed,
+            "name": "default",
+            "data": {
+                "source": "synthetic",
+                "num_domains": num_domains,
+                "tokens_per_domain": tokens_per_domain,
+                "seed": 0,
+                "target_domains": [0, 1],
+            },
+            "model": {"name": "tiny", "n_layer": 4},
+            "mixer": {"name": mixer, **(mixer_options or {})},
+            "train": {"tokens": tokens, "lr": lr, "eval_every": 50, "resume": "auto"},
+            "logger": {"wandb": False},
+            "paths": {"cache_dir": "~/.cache/mixbench"},
+        },
+    }
+    if status != "running":
+        record |= {
+            "wall_clock_s": train_seconds + 5,
+            "steps": 10,
+            "tokens_trained": tokens,
+            "probe_tokens": probe_tokens,
+            "train_seconds": train_seconds,
+            "metrics_initial": {"val/target_loss": 5.5, "val/generic_loss": 5.5},
+            "metrics_final": {}
+            if target is None
+            else {"val/target_loss": target, "val/generic_loss": generic},
+            "final_weights": weights,
+            "time_averaged_weights": weights,
+            "domain_epochs": epochs or dict.fromkeys(domains, 0.5),
+            "domain_tokens": dict.fromkeys(domains, tokens_per_domain or 4096),
+            "files": {"trajectory": "weights.csv", "metrics": "metrics.csv"},
+        }
+    (run_dir / "results.json").write_text(json.dumps(record))
+    return run_dir
+
+
+def test_one_row_per_run_with_setting_and_headline_numbers(tmp_path):
+    write_run(tmp_path / "sweep", "a", seed=1, target=2.5, generic=3.5, probe_tokens=100)
+    write_run(tmp_path / "sweep" / "nested", "b", mixer="dga", epochs={"d0": 3.0, "d1": 1.5})
+    runs = load_runs([tmp_path / "sweep"]).set_index("mixer")
+    assert len(runs) == 2
+    a = runs.loc["uniform"]
+    assert (a["status"], a["seed"], a["target_loss"], a["generic_loss"]) == (
+        "completed",
+        1,
+        2.5,
+        3.5,
+    )
+    assert (a["source"], a["num_domains"], a["train_tokens"], a["model"]) == (
+        "synthetic",
+        2,
+        1000,
+        "tiny",
+    )
+    assert a["tokens_per_domain"] is None
+    assert a["probe_tokens"] == 100 and a["train_seconds"] == 10.0
+    assert a["target_loss_initial"] == 5.5
+    b = runs.loc["dga"]
+    assert b["max_domain_epochs"] == 3.0 and b["most_repeated_domain"] == "d0"
+    assert b["config.data.target_domains"] == "[0, 1]"  # lists kept comparable
+
+
+def test_failed_running_and_corrupt_runs_are_rows_not_crashes(tmp_path, caplog):
+    write_run(tmp_path, "ok")
+    write_run(tmp_path, "failed", status="failed")
+    write_run(tmp_path, "running", status="running")
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "results.json").write_text('{"status": "compl')
+    wrong_shape = tmp_path / "wrong_shape"
+    wrong_shape.mkdir()
+    (wrong_shape / "results.json").write_text('{"status": "completed", "config": [1, 2]}')
+    runs = load_runs([tmp_path]).set_index("run_dir")
+    status = {Path(d).name: s for d, s in runs["status"].items()}
+    assert status == {
+        "ok": "completed",
+        "failed": "failed",
+        "running": "running",
+        "corrupt": "unreadable",
+        "wrong_shape": "unreadable",
+    }
+    assert runs.loc[str(tmp_path / "failed"), "error"] == "RuntimeError: boom"
+    assert "JSONDecodeError" in runs.loc[str(corrupt), "error"]
+    assert math.isnan(runs.loc[str(tmp_path / "running"), "target_loss"])
+    assert "corrupt" in caplog.text
+
+
+def test_missing_directory_and_empty_sweep_are_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such run or sweep directory"):
+        load_runs([tmp_path / "nope"])
+    with pytest.raises(FileNotFoundError, match=r"no results\.json under"):
+        load_runs([tmp_path])
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(NotADirectoryError, match="got the file"):
+        load_runs([tmp_path / "file.txt"])
+
+
+def test_mixer_label_names_only_options_that_differ_from_the_mixer_defaults():
+    assert mixer_label({"name": "uniform", "update_every": 0, "weights": "uniform"}) == "uniform"
+    assert (
+        mixer_label({"name": "uniform", "update_every": 0, "weights": "natural"})
+        == "uniform[weights=natural]"
+    )
+    assert mixer_label({"name": "uniform", "update_every": 5}) == "uniform[update_every=5]"
+    # A mixer this checkout does not know keeps its bare name.
+    assert mixer_label({"name": "mystery", "alpha": 1}) == "mystery"
+
+
+def test_other_config_keys_that_vary_become_part_of_the_setting(tmp_path):
+    write_run(tmp_path, "a", lr=1e-3, seed=0)
+    write_run(tmp_path, "b", lr=3e-3, seed=1)
+    runs = load_runs([tmp_path])
+    assert setting_columns(runs) == [
+        "source",
+        "num_domains",
+        "train_tokens",
+        "tokens_per_domain",
+        "model",
+        "config.train.lr",
+    ]
+    same_lr = runs[runs["config.train.lr"] == 1e-3]
+    assert "config.train.lr" not in setting_columns(same_lr)
+    setting = runs.iloc[0][setting_columns(runs)].to_dict()
+    assert setting_title(setting) == (
+        "synthetic · k=2 · 1,000 training tokens · uncapped domains · model tiny · train.lr=0.001"
+    )
+    # A key only other runs have (another data source's option, say) is left out of the title.
+    assert setting_title({**setting, "config.train.lr": math.nan}).endswith("model tiny")
+    assert setting_title(setting, ["train_tokens"]) == "1,000 training tokens"
+
+
+def test_mean_weights_average_over_seeds(tmp_path):
+    write_run(tmp_path, "s0", mixer="dga", seed=0, weights={"d0": 0.2, "d1": 0.8})
+    write_run(tmp_path, "s1", mixer="dga", seed=1, weights={"d0": 0.4, "d1": 0.6})
+    table = mean_weights(load_runs([tmp_path]), "final_weights")
+    assert table.to_dict("records") == [{"d0": pytest.approx(0.3), "d1": pytest.approx(0.7)}]
+    assert table.index.get_level_values("mixer_label").tolist() == ["dga"]
+    with pytest.raises(ValueError, match="which must be"):
+        mean_weights(load_runs([tmp_path]), "weights")
+
+
+def test_history_files_load_by_tokens_and_step(tmp_path):
+    run = write_run(tmp_path, "a")
+    (run / "metrics.csv").write_text(
+        "epoch,step,train/loss,val/target_loss,val/generic_loss,val/tokens\n"
+        "0,0,,5.5,5.6,0.0\n"
+        "0,4,5.1,,,\n"
+        "0,4,,5.0,5.2,1000.0\n"
+    )
+    (run / "weights.csv").write_text("step,d0,d1\n0,0.5,0.5\n5,0.7,0.3\n")
+    curve = validation_curve(run)
+    assert curve.index.tolist() == [0.0, 1000.0]
+    assert curve["val/target_loss"].tolist() == [5.5, 5.0]
+    trajectory = load_trajectory(run)
+    assert trajectory.loc[5].tolist() == [0.7, 0.3]
+    assert validation_curve(tmp_path / "missing").empty
+    (run / "metrics.csv").write_text("")  # a run killed before its first log
+    assert validation_curve(run).empty
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_wandb_without_network_fails_fast_with_a_clear_message(monkeypatch):
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{closed_port()}")
+    started = time.monotonic()
+    with pytest.raises(ConnectionError, match="needs network access"):
+        load_wandb_runs("mixbench", group="default", timeout=2)
+    # A host name that cannot resolve (.invalid never does) fails the same way.
+    with pytest.raises(ConnectionError, match=r"needs network access to https://mixbench\.invalid"):
+        check_reachable("https://mixbench.invalid", timeout=2)
+    assert time.monotonic() - started < 5
+
+
+def test_wandb_run_maps_onto_the_same_row_as_a_local_run(tmp_path):
+    local = load_runs([write_run(tmp_path, "a", target=2.5, generic=3.5, probe_tokens=100)])
+    config = json.loads((tmp_path / "a" / "results.json").read_text())["config"]
+    summary = {
+        "final/val/target_loss": 2.5,
+        "final/val/generic_loss": 3.5,
+        "train/tokens": 1000,
+        "train/probe_tokens": 100,
+        "_runtime": 15.0,
+        "val/target_loss": 9.9,  # the last logged value, not the final summary
+    }
+    row = pd.Series(run_row(wandb_record(config, summary, "finished"), None))
+    columns = ["status", "mixer_label", "seed", "target_loss", "generic_loss", "probe_tokens"]
+    assert row[columns].tolist() == local.iloc[0][columns].tolist()
+    assert row["wall_clock_s"] == 15.0 and math.isnan(row["train_seconds"])
+    assert run_row(wandb_record(config, {}, "crashed"), None)["status"] == "failed"
