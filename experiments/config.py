@@ -10,10 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import hashlib
+
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 from domains.synthetic import SyntheticDataConfig
+from domains.text import TextDataConfig
 from mixers import MIXERS
 from models.gpt import GPTConfig
 from models.lm import TrainConfig
@@ -63,10 +66,28 @@ class Config:
     paths: PathsConfig = field(default_factory=PathsConfig)
 
 
-DATA_SCHEMAS = {"synthetic": SyntheticDataConfig}
+# Real-text sources share one schema; `data=demo|files|hf` picks a preset of it.
+DATA_SCHEMAS = {
+    "synthetic": SyntheticDataConfig,
+    "demo": TextDataConfig,
+    "files": TextDataConfig,
+    "hf": TextDataConfig,
+}
+
+
+def run_dirname(overrides: str, max_length: int = 120) -> str:
+    """A sweep job's directory name: its overrides (stable when the sweep is re-run or extended),
+    shortened with a hash when they would make an unwieldy or over-long file name."""
+    overrides = overrides.replace("/", "_")
+    if len(overrides) <= max_length:
+        return overrides or "default"
+    digest = hashlib.sha1(overrides.encode()).hexdigest()[:12]
+    return f"{overrides[: max_length - 13]}-{digest}"
 
 
 def register_configs() -> None:
+    if not OmegaConf.has_resolver("run_dirname"):
+        OmegaConf.register_new_resolver("run_dirname", run_dirname)
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     for name, schema in DATA_SCHEMAS.items():

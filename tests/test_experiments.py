@@ -24,13 +24,15 @@ def test_a_failed_run_does_not_stop_the_sweep_and_is_recorded(tmp_path):
     proc = run_cli("-m", *FAST, "data.num_domains=1,4", f"hydra.sweep.dir={tmp_path}")
     assert proc.returncode != 0  # the sweep as a whole reports the failure
 
-    # Each run's directory is named by its overrides, the swept one first.
-    (failed_dir,) = tmp_path.glob("data.num_domains=1,*")
-    (completed_dir,) = tmp_path.glob("data.num_domains=4,*")
-    failed = read_results(failed_dir)
+    runs = {
+        (r := read_results(path.parent))["config"]["data"]["num_domains"]: r
+        for path in tmp_path.glob("*/results.json")
+    }
+    assert sorted(runs) == [1, 4]
+    failed = runs[1]
     assert failed["status"] == "failed"
     assert "target_domains" in failed["error"]["message"]
-    completed = read_results(completed_dir)
+    completed = runs[4]
     assert completed["status"] == "completed"
     assert (
         completed["metrics_final"]["val/target_loss"]
@@ -58,3 +60,15 @@ def test_ddp_ranks_keep_identical_weights_and_draw_different_data(tmp_path):
     epochs0, epochs1 = results["ranks"]["domain_epochs"]
     assert epochs0 != epochs1  # each rank drew its own sequences
     assert sum(results["domain_epochs"].values()) == pytest.approx(sum(epochs0) + sum(epochs1))
+
+
+def test_sweep_directory_names_stay_short_and_distinct():
+    from experiments.config import run_dirname
+
+    short = "mixer=dga,seed=1"
+    assert run_dirname(short) == short
+    long_a = ",".join(f"train.option_{i}={i}" for i in range(30))
+    long_b = long_a.replace("=29", "=30")
+    assert len(run_dirname(long_a)) == 120
+    assert run_dirname(long_a) != run_dirname(long_b)
+    assert "/" not in run_dirname("mixer.path=outputs/runs/x")
