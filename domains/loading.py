@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from domains.data import DomainData
+from domains.sources import SOURCES as TEXT_SOURCES
 from domains.synthetic import DataConfig, generate
+from domains.text import load_text_data
 
 
 def load_data(cfg: DataConfig, seq_len: int, cache_dir: Path) -> DomainData:
@@ -13,8 +15,12 @@ def load_data(cfg: DataConfig, seq_len: int, cache_dir: Path) -> DomainData:
     sweep over the cap). Prepared artifacts of text sources live under ``cache_dir``."""
     if cfg.source == "synthetic":
         data = generate(cfg, seq_len)
+    elif cfg.source in TEXT_SOURCES:
+        data = load_text_data(cfg, seq_len, cache_dir)  # prepares the artifacts when missing
     else:
-        raise ValueError(f"unknown data source {cfg.source!r}; available: ['synthetic']")
+        raise ValueError(
+            f"unknown data source {cfg.source!r}; available: {['synthetic', *TEXT_SOURCES]}"
+        )
     if data.seq_len != seq_len:
         raise ValueError(f"data was prepared for context {data.seq_len}, the model uses {seq_len}")
     return data.capped(cfg.tokens_per_domain)

@@ -41,8 +41,9 @@ class SyntheticDataConfig(DataConfig):
     target_mix: list[float] | None = None
     target_train_sequences: int = 32
     target_eval_sequences: int = 64
-    # When > 0, consecutive groups of this many domains form one coarse cluster (for DGA-DR).
-    domains_per_coarse: int = 0
+    # When > 0, consecutive groups of this many domains form one coarse cluster (the two-level
+    # hierarchy DGA-DR's default bases need; 0: none).
+    domains_per_coarse: int = 2
 
 
 class MarkovSource:

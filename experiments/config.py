@@ -7,10 +7,9 @@ wrong type fails at composition time with a message naming it.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
-
-import hashlib
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf

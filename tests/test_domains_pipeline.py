@@ -1,0 +1,314 @@
+"""The real-text pipeline end to end on a small corpus (real MiniLM embeddings, a few hundred
+short chunks): artifacts, determinism, the cap, leakage, bad input, loading and training."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+from rich.console import Console
+from tokenizers import Tokenizer
+
+from domains.chunking import chunk_text
+from domains.loading import load_data
+from domains.store import MANIFEST_FILE, read_index, read_manifest, shard_path
+from domains.text import TextDataConfig, prepare
+from experiments.prepare import run as run_prepare
+from experiments.train import train
+from tests.conftest import compose_config
+
+SENTENCES = {
+    "cooking": [
+        "Stir the onions in butter until they turn golden.",
+        "Add a pinch of salt and let the sauce simmer.",
+        "Knead the dough and leave it to rise overnight.",
+        "Roast the chicken with garlic, lemon and thyme.",
+        "Whisk the eggs with sugar before folding in the flour.",
+    ],
+    "football": [
+        "The striker scored twice in the second half.",
+        "The goalkeeper saved a penalty in extra time.",
+        "Fans sang in the stadium as the match kicked off.",
+        "The coach changed tactics after the red card.",
+        "A late header sent the team into the cup final.",
+    ],
+    "astronomy": [
+        "The telescope observed a distant spiral galaxy.",
+        "Jupiter's moons orbit the giant planet in days.",
+        "A supernova briefly outshone its whole galaxy.",
+        "Astronomers measured the redshift of the quasar.",
+        "Neutron stars spin hundreds of times per second.",
+    ],
+    "code": [
+        "def parse(line): return line.strip().split(',')",
+        "for key, value in sorted(items.items()): print(key, value)",
+        "class Stack: def push(self, x): self.items.append(x)",
+        "try: value = int(text) except ValueError: value = None",
+        "with open(path) as f: lines = f.readlines()",
+    ],
+}
+DOCS_PER_TOPIC = 10
+SEQ_LEN = 32
+
+
+def marker(topic: str, i: int) -> str:
+    """A string found in exactly one document (to detect leaks)."""
+    return f"Ref Q{list(SENTENCES).index(topic)}{i:03d}Z"
+
+
+def write_corpus(path: Path) -> list[dict]:
+    rng = random.Random(0)
+    rows = []
+    for topic, sentences in SENTENCES.items():
+        for i in range(DOCS_PER_TOPIC):
+            body = [rng.choice(sentences) for _ in range(rng.randint(6, 10))]
+            text = "\n".join([marker(topic, i), *body])
+            rows.append({"id": f"{topic}/{i:03d}", "topic": topic, "text": text})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
+def overrides(corpus: Path, cache: Path, *extra: str) -> list[str]:
+    return [
+        "data=files",
+        f"data.paths=['{corpus}']",
+        "data.id_field=id",
+        f"data.specialist.paths=['{corpus}']",
+        "data.specialist.id_field=id",
+        "++data.specialist.where={topic: astronomy}",
+        "data.specialist.train_chunks=4",
+        "data.specialist.eval_chunks=8",
+        "data.num_domains=4",
+        "data.min_domain_chunks=4",
+        "data.vocab_size=320",
+        f"model.context_length={SEQ_LEN}",
+        f"paths.cache_dir={cache}",
+        *extra,
+    ]
+
+
+def data_config(corpus: Path, cache: Path, *extra: str) -> TextDataConfig:
+    return OmegaConf.to_object(compose_config(*overrides(corpus, cache, *extra)).data)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("domains")
+    corpus, cache = root / "corpus.jsonl", root / "cache"
+    rows = write_corpus(corpus)
+    cfg = data_config(corpus, cache)
+    return {"root": root, "corpus": corpus, "cache": cache, "rows": rows, "cfg": cfg}
+
+
+@pytest.fixture(scope="module")
+def prepared(setup) -> Path:
+    return prepare(setup["cfg"], SEQ_LEN, setup["cache"])
+
+
+def sha256s(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` but the (empty) lock files, by content."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.suffix != ".lock"
+    }
+
+
+def tokens_of(folder: Path, name: str, manifest: dict) -> np.ndarray:
+    return np.fromfile(shard_path(folder, name), dtype=manifest["shards"][name]["dtype"])
+
+
+def test_shard_token_counts_match_the_manifest_and_the_index(prepared):
+    manifest, index = read_manifest(prepared), read_index(prepared)
+    assert len(manifest["domains"]) == 4
+    eos = manifest["eos_id"]
+    for name, entry in manifest["shards"].items():
+        tokens = tokens_of(prepared, name, manifest)
+        assert len(tokens) == entry["tokens"] > 0
+        assert hashlib.sha256(tokens.tobytes()).hexdigest() == entry["sha256"]
+        split = name.rsplit(".", 1)[1]
+        domain = next(
+            (d for d, dom in enumerate(manifest["domains"]) if name.startswith(dom["name"] + ".")),
+            -1,
+        )
+        split = split if domain >= 0 else f"specialist_{split}"
+        rows = (index["domain"] == domain) & (index["split"] == split)
+        starts, lengths = index["start"][rows], index["length"][rows]
+        # Chunks tile the shard: each one's tokens, then EOS, then the next chunk.
+        np.testing.assert_array_equal(starts, np.concatenate([[0], np.cumsum(lengths + 1)[:-1]]))
+        assert (lengths + 1).sum() == entry["tokens"]
+        assert (tokens[starts + lengths] == eos).all() and (tokens[starts] != eos).all()
+    for domain, entry in enumerate(manifest["domains"]):
+        assert entry["train_tokens"] == manifest["shards"][f"{entry['name']}.train"]["tokens"]
+        assert entry["chunks"] == int((index["domain"] == domain).sum())
+
+
+def test_every_chunk_lands_in_exactly_one_domain(setup, prepared):
+    manifest, index = read_manifest(prepared), read_index(prepared)
+    specialist_docs = set(index["doc_id"][index["domain"] < 0])
+    max_chars = manifest["generic"]["chunk_chars"]
+    expected = Counter(
+        row["id"]
+        for row in setup["rows"]
+        if row["id"] not in specialist_docs
+        for _ in chunk_text(row["text"], max_chars, max_chars // 4)
+    )
+    generic = index["domain"] >= 0
+    assert Counter(index["doc_id"][generic].tolist()) == expected
+    assert set(index["domain"][generic].tolist()) == {0, 1, 2, 3}
+    assert set(index["split"][generic].tolist()) == {"train", "heldout"}
+
+
+def test_rebuilding_with_the_same_seed_gives_identical_artifacts(setup, prepared):
+    before = sha256s(prepared)
+    moved = prepared.with_name(prepared.name + "-previous")
+    prepared.rename(moved)
+    try:
+        assert prepare(setup["cfg"], SEQ_LEN, setup["cache"]) == prepared
+        after = sha256s(prepared)
+    finally:
+        shutil.rmtree(prepared)
+        moved.rename(prepared)
+    del before[MANIFEST_FILE], after[MANIFEST_FILE]  # it records times
+    assert after == before
+
+
+def test_the_specialist_set_never_leaks_into_generic_shards(setup, prepared):
+    manifest, index = read_manifest(prepared), read_index(prepared)
+    tokenizer = Tokenizer.from_file(str(prepared / "tokenizer.json"))
+    specialist = index["domain"] < 0
+    train_docs = set(index["doc_id"][index["split"] == "specialist_train"])
+    eval_docs = set(index["doc_id"][index["split"] == "specialist_eval"])
+    assert train_docs and eval_docs and not train_docs & eval_docs
+    assert all(doc.startswith("astronomy/") for doc in train_docs | eval_docs)
+    assert not set(index["doc_id"][~specialist]) & (train_docs | eval_docs)
+    generic_text = "".join(
+        tokenizer.decode(tokens_of(prepared, f"{d['name']}.{split}", manifest).tolist())
+        for d in manifest["domains"]
+        for split in ("train", "heldout")
+    )
+
+    def doc_marker(doc_id: str) -> str:
+        topic, number = doc_id.split("/")
+        return marker(topic, int(number))
+
+    assert not [doc for doc in train_docs | eval_docs if doc_marker(doc) in generic_text]
+    assert all(doc_marker(doc) in generic_text for doc in index["doc_id"][~specialist])
+
+
+def test_loads_into_domain_data_and_the_cap_is_honoured(setup, prepared):
+    cfg = setup["cfg"]
+    full = load_data(cfg, SEQ_LEN, setup["cache"])
+    folders = sorted((setup["cache"] / "domains").iterdir())
+    assert full.num_domains == 4 and full.seq_len == SEQ_LEN
+    assert full.vocab_size == read_manifest(prepared)["vocab_size"] <= 320
+    assert len(full.target_train_domain) == len(full.target_train) > 0
+    # The specialist set (astronomy) is nearest to the astronomy domain.
+    astronomy = next(
+        d
+        for d, entry in enumerate(read_manifest(prepared)["domains"])
+        if entry["top_origins"][0][0] == "astronomy"
+    )
+    assert np.bincount(full.target_train_domain, minlength=4).argmax() == astronomy
+
+    cap = 3 * SEQ_LEN + 5
+    capped = load_data(replace(cfg, tokens_per_domain=cap), SEQ_LEN, setup["cache"])
+    assert sorted((setup["cache"] / "domains").iterdir()) == folders  # the cap reuses the artifacts
+    assert capped.token_counts().tolist() == [3 * SEQ_LEN] * 4
+    assert full.token_counts().min() > cap
+    assert [len(h) for h in capped.heldout] == [len(h) for h in full.heldout]
+
+
+def test_a_sweep_over_k_embeds_once_and_shares_the_tokenizer(setup, prepared):
+    embeddings = sorted((setup["cache"] / "embeddings").iterdir())
+    other = prepare(
+        data_config(setup["corpus"], setup["cache"], "data.num_domains=3"), SEQ_LEN, setup["cache"]
+    )
+    assert other != prepared and len(read_manifest(other)["domains"]) == 3
+    assert sorted((setup["cache"] / "embeddings").iterdir()) == embeddings
+    assert (other / "tokenizer.json").read_bytes() == (prepared / "tokenizer.json").read_bytes()
+
+
+def test_two_level_domains_record_their_coarse_cluster(setup, prepared):
+    cfg = data_config(setup["corpus"], setup["cache"], "data.coarse_domains=2")
+    data = load_data(cfg, SEQ_LEN, setup["cache"])
+    assert data.coarse_of is not None and len(data.coarse_of) == data.num_domains == 4
+    assert sorted(set(data.coarse_of.tolist())) == [0, 1]
+
+
+BAD_INPUTS = {
+    "missing files": (
+        ["data.paths=['{root}/nowhere/*.jsonl']"],
+        FileNotFoundError,
+        "no file matches",
+    ),
+    "empty source": (["data.paths=['{root}/empty.txt']"], ValueError, "yielded no documents"),
+    "missing text field": (["data.text_field=body"], ValueError, "no field 'body'"),
+    "k above chunks": (["data.num_domains=5000"], ValueError, "larger than the number of chunks"),
+    "empty specialist": (
+        ["++data.specialist.where={topic: poetry}"],
+        ValueError,
+        "specialist set has no documents",
+    ),
+    "unreadable parquet": (
+        ["data.paths=['{root}/broken.parquet']"],
+        ValueError,
+        "cannot read parquet",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_errors_clearly_and_keeps_existing_artifacts(setup, prepared, case):
+    root = setup["root"]
+    (root / "empty.txt").write_text("  \n")
+    (root / "broken.parquet").write_bytes(b"PAR1 this is not parquet")
+    extra, error, message = BAD_INPUTS[case]
+    before = sha256s(setup["cache"] / "domains")
+    with pytest.raises(error, match=message):
+        cfg = data_config(
+            setup["corpus"], setup["cache"], *(e.replace("{root}", str(root)) for e in extra)
+        )
+        prepare(cfg, SEQ_LEN, setup["cache"])
+    assert sha256s(setup["cache"] / "domains") == before
+    assert not [p for p in (setup["cache"] / "domains").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_training_runs_on_prepared_domains(setup, prepared, tmp_path):
+    cfg = compose_config(
+        *overrides(setup["corpus"], setup["cache"]),
+        "model.n_layer=2",
+        "model.d_model=64",
+        "train.tokens=2048",
+        "train.batch_size=8",
+        "train.eval_every=4",
+        "train.eval_sequences_per_domain=4",
+        "logger=csv",
+    )
+    record = train(cfg, tmp_path)
+    assert record["status"] == "completed"
+    assert record["data"]["artifacts"] == str(prepared)
+    assert set(record["domain_tokens"]) == {d["name"] for d in read_manifest(prepared)["domains"]}
+    assert np.isfinite(record["metrics_final"]["val/target_loss"])
+    assert record["metrics_final"]["val/target_loss"] < record["metrics_initial"]["val/target_loss"]
+
+
+def test_prepare_prints_what_each_domain_holds(setup, prepared):
+    console = Console(record=True, width=250)
+    assert (
+        run_prepare(compose_config(*overrides(setup["corpus"], setup["cache"])), console)
+        == prepared
+    )
+    out = console.export_text()
+    for domain in read_manifest(prepared)["domains"]:
+        assert domain["name"] in out
+    assert all(topic in out for topic in SENTENCES)  # the clusters' top origins
+    assert f"artifacts: {prepared}" in out
