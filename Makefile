@@ -28,8 +28,16 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# The main job: build the demo domains (first time only), train the five mixers, then the
+# leaderboard and plots, even when a run failed (it is listed), keeping the sweep's exit status.
+DEMO_DIR := multirun/demo
 demo: setup
-	$(PY) -m experiments.demo
+	$(PY) -m experiments.prepare experiment=demo
+	$(PY) -m experiments.train -m experiment=demo; status=$$?; \
+	$(PY) -m analysis.report $(DEMO_DIR) || status=1; \
+	echo; echo "Runs (results.json, metrics.csv, weights.csv, checkpoints): $(DEMO_DIR)/*/"; \
+	echo "Leaderboard: $(DEMO_DIR)/leaderboard.md (.csv, .html)   Plots: $(DEMO_DIR)/plots/"; \
+	exit $$status
 
 bench: setup
 	$(PY) -m benchmarks.run_all

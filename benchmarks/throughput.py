@@ -23,7 +23,7 @@ from lightning.pytorch.loggers import CSVLogger
 from benchmarks.common import interleaved, median, peak_matmul_flops, print_table, write_results
 from domains.sampler import MixtureSampler
 from domains.synthetic import SyntheticDataConfig, generate
-from mixers.uniform import UniformConfig, UniformMixer
+from mixers import MIXERS, build_mixer
 from models.gpt import GPTConfig, sequence_loss
 from models.lm import MixtureLM, TrainConfig
 
@@ -31,11 +31,12 @@ BATCH, CONTEXT, WARMUP = 16, 128, 5
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 
 
-def make_module(data, steps: int) -> MixtureLM:
+def make_module(data, steps: int, mixer_name: str = "uniform", **mixer_options) -> MixtureLM:
     torch.manual_seed(0)
     model_cfg = GPTConfig(vocab_size=data.vocab_size, context_length=CONTEXT)
     train_cfg = TrainConfig(batch_size=BATCH, eval_every=10**9, checkpoint_every=10**9)
-    return MixtureLM(model_cfg, train_cfg, data, UniformMixer(UniformConfig(), data), 0, steps)
+    mixer = build_mixer(MIXERS[mixer_name][1](**mixer_options), data)
+    return MixtureLM(model_cfg, train_cfg, data, mixer, 0, steps)
 
 
 def plain_loop(data, steps: int) -> float:
@@ -69,8 +70,8 @@ class _SteadyStateTimer(L.Callback):
         self.seconds = time.perf_counter() - self.start
 
 
-def harness(data, steps: int) -> float:
-    """Tokens/s of the LightningModule under a Lightning Trainer."""
+def fit_tokens_per_second(data, steps: int, mixer_name: str = "uniform", **mixer_options) -> float:
+    """Tokens/s of the LightningModule with the given mixer under a Lightning Trainer."""
     timer = _SteadyStateTimer()
     with tempfile.TemporaryDirectory() as log_dir:
         trainer = L.Trainer(
@@ -87,7 +88,7 @@ def harness(data, steps: int) -> float:
             enable_progress_bar=False,
             enable_model_summary=False,
         )
-        trainer.fit(make_module(data, steps))
+        trainer.fit(make_module(data, steps, mixer_name, **mixer_options))
     return (steps - WARMUP) * BATCH * CONTEXT / timer.seconds
 
 
@@ -102,7 +103,7 @@ def main() -> None:
     samples = interleaved(
         {
             "plain": lambda: plain_loop(data, args.steps),
-            "harness": lambda: harness(data, args.steps),
+            "harness": lambda: fit_tokens_per_second(data, args.steps),
         },
         args.repeats,
     )

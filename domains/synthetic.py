@@ -27,6 +27,9 @@ class DataConfig:
     tokens_per_domain: int | None = None
     # Seeds the data itself; the run's `seed` varies training on the same data.
     seed: int = 0
+    # Two-level domains: this many coarse clusters over the `num_domains` fine ones (0: flat).
+    # DGA-DR's default bases are one per coarse cluster.
+    coarse_domains: int = 0
 
 
 @dataclass
@@ -41,9 +44,8 @@ class SyntheticDataConfig(DataConfig):
     target_mix: list[float] | None = None
     target_train_sequences: int = 32
     target_eval_sequences: int = 64
-    # When > 0, consecutive groups of this many domains form one coarse cluster (the two-level
-    # hierarchy DGA-DR's default bases need; 0: none).
-    domains_per_coarse: int = 2
+    # Consecutive, near-equal groups of domains form the coarse clusters.
+    coarse_domains: int = 0
 
 
 class MarkovSource:
@@ -87,6 +89,10 @@ def generate(cfg: SyntheticDataConfig, seq_len: int) -> DomainData:
     if mix.shape != (len(targets),) or (mix < 0).any() or mix.sum() <= 0:
         raise ValueError("data.target_mix needs one non-negative share per target domain")
     mix = mix / mix.sum()
+    if not 0 <= cfg.coarse_domains <= k:
+        raise ValueError(
+            f"data.coarse_domains={cfg.coarse_domains} must be in [0, data.num_domains={k}]"
+        )
 
     rng = np.random.default_rng(cfg.seed)
     sources = [MarkovSource(cfg.vocab_size, cfg.branching, rng) for _ in range(k)]
@@ -109,7 +115,7 @@ def generate(cfg: SyntheticDataConfig, seq_len: int) -> DomainData:
 
     target_train, target_train_domain = specialist(cfg.target_train_sequences)
     target_eval, _ = specialist(cfg.target_eval_sequences)
-    coarse_of = np.arange(k) // cfg.domains_per_coarse if cfg.domains_per_coarse > 0 else None
+    coarse_of = np.arange(k) * cfg.coarse_domains // k if cfg.coarse_domains else None
     return DomainData(
         names=[f"domain_{i:02d}" for i in range(k)],
         train=train,

@@ -186,7 +186,26 @@ class MixtureLM(L.LightningModule):
         return torch.from_numpy(self.data.target_train[index]).to(self.device)
 
     def _all_reduce_mean(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self._trainer is None:  # outside a Trainer (benchmarks): one process
+            return tensor
         return self.trainer.strategy.reduce(tensor, reduce_op="mean")
+
+    def update_context(
+        self, step: int, tokens: torch.Tensor, domains: torch.Tensor
+    ) -> UpdateContext:
+        """What the mixer sees at an update, given the training batch about to be trained on."""
+        lr = self.optimizers().param_groups[0]["lr"] if self._trainer else self.train_cfg.lr
+        return UpdateContext(
+            step=step,
+            lr=lr,
+            model=self.model,
+            sequence_loss=lambda t: sequence_loss(self.model, t),
+            train_batch=tokens,
+            train_domains=domains,
+            probe=self._probe,
+            specialist=self._specialist,
+            all_reduce_mean=self._all_reduce_mean,
+        )
 
     # --- training -----------------------------------------------------------------------------
 
@@ -206,17 +225,7 @@ class MixtureLM(L.LightningModule):
         if not self.trajectory:
             self.trajectory.append((step, self.mixer.weights.tolist()))
         if self.mixer.should_update(step):
-            ctx = UpdateContext(
-                step=step,
-                lr=self.optimizers().param_groups[0]["lr"],
-                model=self.model,
-                sequence_loss=lambda t: sequence_loss(self.model, t),
-                train_batch=tokens,
-                train_domains=domains,
-                probe=self._probe,
-                specialist=self._specialist,
-                all_reduce_mean=self._all_reduce_mean,
-            )
+            ctx = self.update_context(step, tokens, domains)
             update_logs = self.mixer.update(ctx)
             self.trajectory.append((step, self.mixer.weights.tolist()))
             self._log_weights(update_logs)
