@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from domains.data import DomainData
 from mixers.base import Mixer, MixerConfig, UpdateContext
+from mixers.dga import DGAConfig, DGAMixer
+from mixers.dga_dr import DGADRConfig, DGADRMixer
+from mixers.doge import DoGEConfig, DoGEMixer
+from mixers.importance import ImportanceConfig, ImportanceMixer
+from mixers.static import StaticConfig, StaticMixer
 from mixers.uniform import UniformConfig, UniformMixer
 
 # name -> (mixer class, config schema); `mixer=<name>` in Hydra selects one.
 MIXERS: dict[str, tuple[type[Mixer], type[MixerConfig]]] = {
     "uniform": (UniformMixer, UniformConfig),
+    "static": (StaticMixer, StaticConfig),
+    "importance": (ImportanceMixer, ImportanceConfig),
+    "doge": (DoGEMixer, DoGEConfig),
+    "dga": (DGAMixer, DGAConfig),
+    "dga_dr": (DGADRMixer, DGADRConfig),
 }
 
 

@@ -72,3 +72,51 @@ def test_sweep_directory_names_stay_short_and_distinct():
     assert len(run_dirname(long_a)) == 120
     assert run_dirname(long_a) != run_dirname(long_b)
     assert "/" not in run_dirname("mixer.path=outputs/runs/x")
+
+
+EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+
+
+def compose_with_hydra(*overrides: str):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_sweeps_name_real_options(name):
+    from omegaconf import OmegaConf
+
+    from mixers import MIXERS
+
+    cfg = compose_with_hydra(f"experiment={name}")
+    assert cfg.name == name  # the sweep's directory and W&B group
+    params = cfg.hydra.sweeper.params
+    assert set(str(params.mixer).split(",")) <= set(MIXERS)
+    for key in params:
+        if key not in ("mixer", "seed"):
+            assert OmegaConf.select(cfg, key, default="missing") != "missing", key
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_runs_a_debug_variant_on_synthetic_data(name, tmp_path):
+    from experiments.train import train
+    from tests.conftest import compose_config
+
+    # The sweep's last mixer (the online ones come last), a few steps, on synthetic domains.
+    mixer = str(compose_with_hydra(f"experiment={name}").hydra.sweeper.params.mixer).split(",")[-1]
+    cfg = compose_config(f"experiment={name}", "data=synthetic", f"mixer={mixer}", *FAST)
+    results = train(cfg, tmp_path)
+    assert results["status"] == "completed"
+    assert results["config"]["data"]["num_domains"] == cfg.data.num_domains
+    assert (
+        results["metrics_final"]["val/target_loss"] < results["metrics_initial"]["val/target_loss"]
+    )
+
+
+def test_slurm_launcher_config_composes():
+    cfg = compose_with_hydra("hydra/launcher=slurm", "trainer=gpu")
+    assert "submitit" in cfg.hydra.launcher._target_.lower()
+    assert cfg.hydra.launcher.gpus_per_node == 1
+    assert cfg.trainer.precision == "bf16-mixed"

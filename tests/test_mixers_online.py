@@ -1,0 +1,341 @@
+"""The online mixers' updates (DGA, DGA-DR, DoGE), driven through the `UpdateContext` a
+training step hands them, on synthetic domains and a small GPT (no Trainer: fast)."""
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+
+from domains.data import DomainData
+from domains.sampler import MixtureSampler
+from domains.synthetic import SyntheticDataConfig, generate
+from mixers import build_mixer
+from mixers.alignment import gradient, trainable_parameters
+from mixers.base import UpdateContext
+from mixers.dga import DGAConfig
+from mixers.dga_dr import DGADRConfig
+from mixers.doge import DoGEConfig, scaled_scores
+from models.gpt import GPT, GPTConfig, sequence_loss
+
+SEQ_LEN = 16
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small models on a shared 2-core machine: one intra-op thread is many times faster than
+    two threads contending with other processes."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def synthetic(num_domains: int = 4, **overrides) -> DomainData:
+    cfg = SyntheticDataConfig(
+        num_domains=num_domains,
+        vocab_size=64,
+        sequences_per_domain=16,
+        heldout_sequences_per_domain=2,
+        target_train_sequences=16,
+        **overrides,
+    )
+    return generate(cfg, seq_len=SEQ_LEN)
+
+
+def small_gpt(data: DomainData, seed: int = 0) -> GPT:
+    torch.manual_seed(seed)
+    cfg = GPTConfig(vocab_size=data.vocab_size, context_length=SEQ_LEN, n_layer=1, d_model=32)
+    return GPT(cfg)
+
+
+@dataclass
+class Counter:
+    """What an update consumed: probe and specialist sequences, forward passes."""
+
+    probe_sequences: int = 0
+    specialist_sequences: int = 0
+    forward_passes: int = 0
+    probe_distributions: list = field(default_factory=list)
+
+
+def context(
+    model: GPT,
+    data: DomainData,
+    seed: int = 0,
+    lr: float = 1e-3,
+    train_batch: int = 16,
+    counter: Counter | None = None,
+    loss_scale: float = 1.0,
+) -> UpdateContext:
+    """The context MixtureLM builds at an update step: probe batches from their own sampler,
+    specialist sequences at random, a uniformly drawn training batch; one process."""
+    counter = counter or Counter()
+    sampler = MixtureSampler([len(s) for s in data.train], seed)
+    rng = np.random.default_rng(seed)
+
+    def rows(domains, indices):
+        return torch.from_numpy(
+            np.stack([data.train[d][[i]][0] for d, i in zip(domains, indices, strict=True)])
+        )
+
+    def probe(dist, n):
+        counter.probe_sequences += n
+        counter.probe_distributions.append(np.asarray(dist))
+        return rows(*sampler.draw(dist, n))
+
+    def specialist(n):
+        counter.specialist_sequences += n
+        return torch.from_numpy(data.target_train[rng.choice(len(data.target_train), n)])
+
+    def loss(tokens):
+        counter.forward_passes += 1
+        return sequence_loss(model, tokens) * loss_scale
+
+    train_domains, train_indices = MixtureSampler([len(s) for s in data.train], seed + 1).draw(
+        np.full(data.num_domains, 1 / data.num_domains), train_batch
+    )
+    return UpdateContext(
+        step=0,
+        lr=lr,
+        model=model,
+        sequence_loss=loss,
+        train_batch=rows(train_domains, train_indices),
+        train_domains=torch.from_numpy(train_domains),
+        probe=probe,
+        specialist=specialist,
+        all_reduce_mean=lambda t: t,
+    )
+
+
+def scores_of(logs: dict, names: list[str]) -> np.ndarray:
+    return np.array([logs[f"alignment/{name}"] for name in names])
+
+
+def test_positive_alignment_means_a_step_on_the_domain_lowers_the_specialist_loss():
+    """The sign: a_i = <g_i, g_s> > 0 is a domain whose gradient step also lowers the specialist
+    loss, and DGA upweights exactly the domains scoring above the weighted average."""
+    data = synthetic(target_domains=[0])
+    model = small_gpt(data)
+    mixer = build_mixer(DGAConfig(eta=1.0, probe_batch=8), data)
+    counter = Counter()
+    logs = mixer.update(context(model, data, counter=counter))
+    scores = scores_of(logs, mixer.weight_names)
+    assert np.argmax(scores) == 0 and scores[0] > 0
+
+    # Re-draw the same probe batch of domain 0 and the same specialist batch (same seeds).
+    replay = context(model, data)
+    specialist = replay.specialist(16)
+    probe_0 = replay.probe(np.eye(4)[0], 8)
+    params = trainable_parameters(model)
+    g_0 = gradient(sequence_loss(model, probe_0).mean(), params)
+    before = sequence_loss(model, specialist).mean().item()
+    with torch.no_grad():
+        for p, g in zip(params, g_0, strict=True):
+            p -= 1e-2 * g  # a small SGD step on domain 0 alone
+    after = sequence_loss(model, specialist).mean().item()
+    assert (before - after) / 1e-2 == pytest.approx(scores[0], rel=0.1)
+
+    gained = mixer.weights > 0.25
+    assert gained[0] and (gained == (scores > mixer.weights @ scores)).all()
+
+
+def test_beta_one_is_plain_dga_and_smaller_beta_moves_less():
+    data = synthetic()
+    model = small_gpt(data)
+    moves = {}
+    for beta in (1.0, 0.5, 0.1):
+        mixer = build_mixer(DGAConfig(eta=5.0, beta=beta), data)
+        logs = mixer.update(context(model, data))
+        scores = scores_of(logs, mixer.weight_names)
+        plain = np.exp(5.0 * scores) / np.exp(5.0 * scores).sum()  # softmax(log(1/k) + eta a)
+        np.testing.assert_allclose(mixer.weights, 0.25 + beta * (plain - 0.25), rtol=1e-12)
+        moves[beta] = np.abs(mixer.weights - 0.25).sum()
+    assert moves[1.0] > moves[0.5] > moves[0.1] > 0
+
+
+def test_lr_schedule_scales_eta_by_the_learning_rate():
+    data = synthetic()
+    model = small_gpt(data)
+    constant = build_mixer(DGAConfig(eta=0.5), data)
+    constant.update(context(model, data))
+    scaled = build_mixer(DGAConfig(eta=500.0, eta_schedule="lr"), data)
+    scaled.update(context(model, data, lr=1e-3))
+    np.testing.assert_allclose(scaled.weights, constant.weights, rtol=1e-10)
+
+
+def test_dga_dr_with_identity_bases_is_dga():
+    data = synthetic()
+    model = small_gpt(data)
+    dga = build_mixer(DGAConfig(eta=2.0, beta=0.5), data)
+    dr = build_mixer(DGADRConfig(eta=2.0, beta=0.5, bases="identity"), data)
+    for seed in range(2):  # two successive updates
+        logs_dga = dga.update(context(model, data, seed=seed))
+        logs_dr = dr.update(context(model, data, seed=seed))
+        assert logs_dr == logs_dga
+    assert dr.weight_names == dga.weight_names
+    np.testing.assert_array_equal(dr.weights, dga.weights)
+    np.testing.assert_array_equal(dr.domain_weights(), dga.domain_weights())
+
+
+@pytest.mark.parametrize("alignment", ["backward", "finite_difference"])
+def test_dga_dr_cost_does_not_grow_with_the_number_of_domains(alignment):
+    counts = {}
+    for k in (8, 32):
+        # Four coarse clusters whatever K: p = 4 bases.
+        data = synthetic(num_domains=k, coarse_domains=4, target_domains=[0, 1])
+        counter = Counter()
+        mixer = build_mixer(DGADRConfig(alignment=alignment, probe_batch=3), data)
+        mixer.update(context(small_gpt(data), data, counter=counter))
+        assert len(mixer.weights) == 4
+        counts[k] = (counter.probe_sequences, counter.specialist_sequences, counter.forward_passes)
+    assert counts[8] == counts[32]
+    assert counts[8][:2] == (4 * 3, 16)
+    # Plain DGA over the same 32 domains needs one probe batch per domain.
+    counter = Counter()
+    build_mixer(DGAConfig(probe_batch=3), data).update(
+        context(small_gpt(data), data, counter=counter)
+    )
+    assert counter.probe_sequences == 32 * 3
+
+
+def test_dga_dr_probes_each_basis_and_upweights_the_specialists_cluster():
+    data = synthetic(num_domains=8, coarse_domains=4, target_domains=[0, 1])
+    model = small_gpt(data)
+    counter = Counter()
+    mixer = build_mixer(DGADRConfig(eta=2.0, probe_batch=16), data)
+    mixer.update(context(model, data, counter=counter))
+    np.testing.assert_array_equal(np.stack(counter.probe_distributions), mixer.bases)
+    assert np.argmax(mixer.weights) == 0  # the basis of cluster {0, 1}
+    assert mixer.domain_weights()[:2].sum() > 0.25
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        DGAConfig(),
+        DGAConfig(alignment="finite_difference"),
+        DGADRConfig(bases="multiscale"),
+        DoGEConfig(mode="universal"),
+        DoGEConfig(mode="target"),
+    ],
+    ids=["dga", "dga-fd", "dga_dr", "doge-universal", "doge-target"],
+)
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_gradients_leave_the_weights_unchanged(cfg, bad):
+    data = synthetic()
+    model = small_gpt(data)
+    mixer = build_mixer(cfg, data)
+    mixer.update(context(model, data))  # move the weights off uniform first
+    before = mixer.weights
+    params = [p.detach().clone() for p in model.parameters()]
+    with pytest.warns(UserWarning, match="update skipped"):
+        logs = mixer.update(context(model, data, seed=1, loss_scale=bad))
+    assert logs["update_skipped"] == 1.0
+    np.testing.assert_array_equal(mixer.weights, before)
+    assert all(torch.equal(p, p0) for p, p0 in zip(model.parameters(), params, strict=True))
+    logs = mixer.update(context(model, data, seed=2))  # and the next finite update proceeds
+    assert logs["update_skipped"] == 0.0 and np.isfinite(mixer.weights).all()
+
+
+def flat_gradient(model: GPT, tokens: torch.Tensor) -> torch.Tensor:
+    grads = gradient(sequence_loss(model, tokens).mean(), trainable_parameters(model))
+    return torch.cat([g.reshape(-1) for g in grads])
+
+
+@pytest.mark.parametrize("mode", ["universal", "target"])
+def test_doge_scores_follow_their_definition(mode):
+    """universal: W_i = <g_i, sum_{j != i} g_j>; target: W_i = <g_i, g_s>; g_i from the domain-i
+    part of the training batch; a domain absent from the batch scores 0."""
+    data = synthetic()
+    model = small_gpt(data)
+    counter = Counter()
+    ctx = context(model, data, train_batch=3, counter=counter)
+    mixer = build_mixer(DoGEConfig(mode=mode), data)
+    logs = mixer.update(ctx)
+    domains = ctx.train_domains
+    present = torch.unique(domains).tolist()
+    assert len(present) < 4  # the test covers an absent domain
+    grads = {i: flat_gradient(model, ctx.train_batch[domains == i]) for i in present}
+    if mode == "target":
+        reference = flat_gradient(model, context(model, data).specialist(16))
+        assert counter.specialist_sequences == 16
+    else:
+        assert counter.specialist_sequences == 0
+    for i in range(4):
+        if i not in present:
+            expected = 0.0
+        elif mode == "target":
+            expected = torch.dot(grads[i], reference).item()
+        else:
+            expected = torch.dot(grads[i], sum(grads.values()) - grads[i]).item()
+        assert logs[f"alignment/domain_{i:02d}"] == pytest.approx(expected, rel=1e-4, abs=1e-7)
+    assert counter.probe_sequences == 0
+    # Sampling stays uniform; the weights act through the loss.
+    np.testing.assert_array_equal(mixer.domain_weights(), np.full(4, 0.25))
+
+
+def test_doge_scaling_and_clipping():
+    scaled = scaled_scores(np.array([-3.0, 0.0, 1.0, 40.0]), lr=0.1, mean_norm=2.0, score_max=5.0)
+    np.testing.assert_allclose(scaled, [0.0, 0.0, 0.05, 0.5])
+
+
+def test_doge_update_is_the_scaled_score_over_mu():
+    data = synthetic()
+    model = small_gpt(data)
+    mixer = build_mixer(DoGEConfig(mode="target", mu=0.01, score_max=0.1), data)
+    lr = 0.02
+    logs = mixer.update(context(model, data, lr=lr))
+    scores = scores_of(logs, mixer.weight_names)
+    scaled = scaled_scores(scores, lr, logs["mean_grad_norm"], 0.1)
+    assert scaled.min() > 0 and scaled.max() == pytest.approx(0.1 * lr)  # the clip bites
+    # log alpha <- log alpha + W / mu, from uniform.
+    np.testing.assert_allclose(
+        np.log(mixer.weights / mixer.weights[0]), (scaled - scaled[0]) / 0.01
+    )
+
+
+def test_doge_trains_on_the_alpha_weighted_loss():
+    data = synthetic()
+    mixer = build_mixer(DoGEConfig(), data)
+    mixer.weights = np.array([0.4, 0.3, 0.2, 0.1])
+    losses = torch.tensor([1.0, 3.0, 2.0, 4.0, 8.0])
+    domains = torch.tensor([0, 0, 1, 3, 3])  # domain 2 absent from this batch
+    expected = (0.4 * 2.0 + 0.3 * 2.0 + 0.1 * 6.0) / 0.8
+    assert mixer.training_loss(losses, domains).item() == pytest.approx(expected)
+
+
+def _update_on_rank(rank: int, world: int, tmp: Path) -> None:
+    """One data-parallel rank: its own probe, specialist and training batches (seeded by rank;
+    the two training batches hold domains {0, 2, 3} and {0, 1, 3}), measurements averaged over
+    ranks with a real gloo all-reduce."""
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp / 'rendezvous'}", rank=rank, world_size=world
+    )
+    torch.set_num_threads(1)
+
+    def all_reduce_mean(tensor):
+        tensor = tensor.clone()
+        dist.all_reduce(tensor)
+        return tensor / world
+
+    data = synthetic()
+    model = small_gpt(data)
+    weights = []
+    for cfg in (DoGEConfig(mode="target"), DoGEConfig(mode="universal"), DGAConfig(eta=5.0)):
+        mixer = build_mixer(cfg, data)
+        ctx = context(model, data, seed=rank, train_batch=4, lr=0.02)
+        mixer.update(replace(ctx, all_reduce_mean=all_reduce_mean))
+        weights.append(mixer.weights)
+    np.save(tmp / f"rank{rank}.npy", np.stack(weights))
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ranks_that_draw_different_batches_end_with_identical_weights(tmp_path):
+    torch.multiprocessing.spawn(_update_on_rank, args=(2, tmp_path), nprocs=2)
+    rank0, rank1 = np.load(tmp_path / "rank0.npy"), np.load(tmp_path / "rank1.npy")
+    np.testing.assert_array_equal(rank0, rank1)
+    assert np.abs(rank0 - 0.25).max(axis=1).min() > 1e-3  # every mixer moved its weights
