@@ -79,7 +79,7 @@ def write_results(name: str, payload: dict) -> Path:
 def print_table(title: str, columns: list[str], rows: list[list]) -> None:
     table = Table(title=title)
     for column in columns:
-        table.add_column(column, justify="right" if column != columns[0] else "left")
+        table.add_column(column, justify="right" if column != columns[0] else "left", no_wrap=True)
     for row in rows:
         table.add_row(*(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row))
-    Console().print(table)
+    Console(width=160).print(table)

@@ -88,15 +88,17 @@ def compose_with_hydra(*overrides: str):
 def test_experiment_sweeps_name_real_options(name):
     from omegaconf import OmegaConf
 
-    from mixers import MIXERS
-
     cfg = compose_with_hydra(f"experiment={name}")
     assert cfg.name == name  # the sweep's directory and W&B group
     params = cfg.hydra.sweeper.params
-    assert set(str(params.mixer).split(",")) <= set(MIXERS)
+    mixers = str(params.mixer).split(",")
+    assert set(mixers) <= {p.stem for p in (ROOT / "conf" / "mixer").glob("*.yaml")}
+    # Every other swept key exists in the config of every mixer it is swept with.
     for key in params:
         if key not in ("mixer", "seed"):
-            assert OmegaConf.select(cfg, key, default="missing") != "missing", key
+            for mixer in mixers:
+                composed = compose_with_hydra(f"experiment={name}", f"mixer={mixer}")
+                assert OmegaConf.select(composed, key, default="missing") != "missing", key
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -109,10 +111,9 @@ def test_experiment_runs_a_debug_variant_on_synthetic_data(name, tmp_path):
     cfg = compose_config(f"experiment={name}", "data=synthetic", f"mixer={mixer}", *FAST)
     results = train(cfg, tmp_path)
     assert results["status"] == "completed"
-    assert results["config"]["data"]["num_domains"] == cfg.data.num_domains
-    assert (
-        results["metrics_final"]["val/target_loss"] < results["metrics_initial"]["val/target_loss"]
-    )
+    assert results["steps"] == results["max_steps"] == 32
+    assert len(results["domain_tokens"]) == cfg.data.num_domains
+    assert all(math.isfinite(v) for v in results["metrics_final"].values())
 
 
 def test_slurm_launcher_config_composes():
