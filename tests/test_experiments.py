@@ -1,5 +1,6 @@
 """Sweeps, multi-process training and the experiment configs."""
 
+import math
 import subprocess
 import sys
 
