@@ -17,8 +17,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
+# One torch thread per process: the tests' models are tiny, and several tests run 2 processes
+# (DDP, sweeps) on a 2-core machine, where more threads only contend.
 test: setup
-	$(PY) -m pytest
+	OMP_NUM_THREADS=1 $(PY) -m pytest
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,10 +28,24 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ.setdefault("MIXBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
 
 
-def compose_config(*overrides: str) -> DictConfig:
-    """The config `python -m experiments.train <overrides>` would run with."""
+def compose_config(*overrides: str, with_hydra: bool = False) -> DictConfig:
+    """The config `python -m experiments.train <overrides>` would run with (and, `with_hydra`,
+    Hydra's own node: sweeper parameters, launcher)."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides))
+        return compose(
+            config_name="train", overrides=list(overrides), return_hydra_config=with_hydra
+        )
+
+
+def run_train_cli(*args: str) -> subprocess.CompletedProcess:
+    """`python -m experiments.train <args>` as a user runs it, from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.train", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 # A fast training run: tiny model, a few steps, CSV logging only.

@@ -1,28 +1,16 @@
 """Sweeps, multi-process training and the experiment configs."""
 
 import math
-import subprocess
-import sys
 
 import pytest
 
 from experiments.results import read_results
-from tests.conftest import FAST, ROOT
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "experiments.train", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+from tests.conftest import FAST, ROOT, compose_config, run_train_cli
 
 
 def test_a_failed_run_does_not_stop_the_sweep_and_is_recorded(tmp_path):
     # k=1 cannot hold the specialist's domains {0, 1}: the first run fails, the second must run.
-    proc = run_cli("-m", *FAST, "data.num_domains=1,4", f"hydra.sweep.dir={tmp_path}")
+    proc = run_train_cli("-m", *FAST, "data.num_domains=1,4", f"hydra.sweep.dir={tmp_path}")
     assert proc.returncode != 0  # the sweep as a whole reports the failure
 
     runs = {
@@ -43,7 +31,7 @@ def test_a_failed_run_does_not_stop_the_sweep_and_is_recorded(tmp_path):
 
 @pytest.mark.slow
 def test_ddp_ranks_keep_identical_weights_and_draw_different_data(tmp_path):
-    proc = run_cli(
+    proc = run_train_cli(
         *FAST,
         "trainer=ddp",
         "mixer=dga",
@@ -78,18 +66,11 @@ def test_sweep_directory_names_stay_short_and_distinct():
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
 
 
-def compose_with_hydra(*overrides: str):
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
-
-
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_sweeps_name_real_options(name):
     from omegaconf import OmegaConf
 
-    cfg = compose_with_hydra(f"experiment={name}")
+    cfg = compose_config(f"experiment={name}", with_hydra=True)
     assert cfg.name == name  # the sweep's directory and W&B group
     params = cfg.hydra.sweeper.params
     mixers = str(params.mixer).split(",")
@@ -98,17 +79,18 @@ def test_experiment_sweeps_name_real_options(name):
     for key in params:
         if key not in ("mixer", "seed"):
             for mixer in mixers:
-                composed = compose_with_hydra(f"experiment={name}", f"mixer={mixer}")
+                composed = compose_config(f"experiment={name}", f"mixer={mixer}", with_hydra=True)
                 assert OmegaConf.select(composed, key, default="missing") != "missing", key
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_runs_a_debug_variant_on_synthetic_data(name, tmp_path):
     from experiments.train import train
-    from tests.conftest import compose_config
 
     # The sweep's last mixer (the online ones come last), a few steps, on synthetic domains.
-    mixer = str(compose_with_hydra(f"experiment={name}").hydra.sweeper.params.mixer).split(",")[-1]
+    mixer = str(
+        compose_config(f"experiment={name}", with_hydra=True).hydra.sweeper.params.mixer
+    ).split(",")[-1]
     cfg = compose_config(f"experiment={name}", "data=synthetic", f"mixer={mixer}", *FAST)
     results = train(cfg, tmp_path)
     assert results["status"] == "completed"
@@ -118,7 +100,7 @@ def test_experiment_runs_a_debug_variant_on_synthetic_data(name, tmp_path):
 
 
 def test_slurm_launcher_config_composes():
-    cfg = compose_with_hydra("hydra/launcher=slurm", "trainer=gpu")
+    cfg = compose_config("hydra/launcher=slurm", "trainer=gpu", with_hydra=True)
     assert "submitit" in cfg.hydra.launcher._target_.lower()
     assert cfg.hydra.launcher.gpus_per_node == 1
     assert cfg.trainer.precision == "bf16-mixed"

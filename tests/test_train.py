@@ -2,8 +2,6 @@
 
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
 from hydra.errors import ConfigCompositionException
@@ -11,23 +9,13 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 
 from experiments.results import read_results
 from experiments.train import train
-from tests.conftest import FAST, ROOT, compose_config
-
-
-def run_cli(*overrides: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "experiments.train", *overrides],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+from tests.conftest import FAST, compose_config, run_train_cli
 
 
 def test_cli_run_writes_results_metrics_and_wandb_files(tmp_path):
     run_dir = tmp_path / "run"
     overrides = [o for o in FAST if o != "logger=csv"]
-    proc = run_cli(*overrides, "logger=wandb", f"hydra.run.dir={run_dir}")
+    proc = run_train_cli(*overrides, "logger=wandb", f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     results = read_results(run_dir)
@@ -78,7 +66,7 @@ def test_a_wrong_type_fails_naming_the_key():
 
 
 def test_an_unknown_mixer_lists_the_available_ones():
-    proc = run_cli("mixer=no_such_mixer")
+    proc = run_train_cli("mixer=no_such_mixer")
     assert proc.returncode != 0
     assert "no_such_mixer" in proc.stderr and "uniform" in proc.stderr
 
