@@ -14,6 +14,8 @@ def main() -> int:
         print(f"\n=== {module}", flush=True)
         if subprocess.run([sys.executable, "-m", module]).returncode != 0:
             failed.append(module)
+    print("\n=== summary (README tables)", flush=True)
+    subprocess.run([sys.executable, "-m", "benchmarks.summary"])
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

@@ -1,0 +1,65 @@
+"""The README's performance tables, rendered from benchmarks/results/*.json (so the two agree).
+
+python -m benchmarks.summary
+"""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks.common import RESULTS_DIR
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS_DIR / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}g}"
+
+
+def main() -> None:
+    if throughput := _load("throughput"):
+        m = throughput["median_tokens_per_s"]
+        print(
+            f"Machine: {throughput['machine']['cpu']}, {throughput['machine']['cores']} cores, "
+            f"torch {throughput['machine']['torch']}, {throughput['machine']['torch_threads']} threads.\n"
+        )
+        print("| loop | tokens/s (median) | MFU vs measured fp32 matmul peak |")
+        print("|---|---:|---:|")
+        for name in ("plain", "harness"):
+            print(f"| {name} | {m[name]:,.0f} | {throughput['mfu'][name]:.1%} |")
+        print(f"\nharness / plain = **{throughput['harness_over_plain']:.3f}** (target >= 0.95)\n")
+    if overhead := _load("mixer_overhead"):
+        print(
+            "| mixer | T | overhead per training token | probe floor | overhead / floor | peak extra MiB |"
+        )
+        print("|---|---:|---:|---:|---:|---:|")
+        for r in overhead["results"]:
+            print(
+                f"| {r['mixer']} | {r.get('update_every', '-')} | {_fmt(r['overhead'])} | "
+                f"{_fmt(r.get('probe_floor'))} | {_fmt(r.get('overhead_over_floor'))} | "
+                f"{_fmt(r.get('peak_extra_mb'), 2)} |"
+            )
+        e = overhead["end_to_end"]
+        print(
+            f"\nEnd to end (Lightning fits, dga k=16, T=10): overhead {e['overhead']:.3f}, "
+            f"floor {e['probe_floor']:.3f}, ratio **{e['overhead_over_floor']:.3f}** (target <= 1.1)\n"
+        )
+    if prepare := _load("prepare"):
+        c = prepare["corpus"]
+        print(f"Demo corpus: {c['chunks']:,} chunks, {c['megabytes']:.1f} MB.\n")
+        print("| stage | median |")
+        print("|---|---:|")
+        for name, rate in prepare["embedding_chunks_per_s"].items():
+            print(f"| embedding, {name} | {rate:.1f} chunks/s |")
+        for name, seconds in prepare["kmeans_seconds"].items():
+            print(f"| k-means {name} | {seconds:.2f} s |")
+        t = prepare["tokenizer"]
+        print(f"| BPE training | {t['train_mb_per_s']:.2f} MB/s |")
+        print(f"| tokenization | {t['encode_mb_per_s']:.2f} MB/s |")
+
+
+if __name__ == "__main__":
+    main()
