@@ -131,6 +131,15 @@ def _titles(fig: Figure, axes: list[Axes], settings: list[dict], heading: str) -
     fig.suptitle(f"{heading}\n{setting_title(settings[0], shared)}", fontsize=12)
 
 
+def _finish_loss_axes(ax: Axes, xlabel: str, formatter) -> None:
+    """The y axis, grid and legend every loss figure shares."""
+    ax.xaxis.set_major_formatter(formatter)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(LOSS_LABEL)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
 def _with_files(runs: pd.DataFrame) -> pd.DataFrame:
     """Completed runs that have a local directory (W&B rows have no metrics.csv here)."""
     done = completed(runs)
@@ -171,11 +180,7 @@ def plot_loss_curves(runs: pd.DataFrame) -> Figure | None:
             )
             if seeds > 1:
                 ax.fill_between(mean.index, mean - std, mean + std, color=colour, alpha=0.2, lw=0)
-        ax.set_xlabel("training tokens")
-        ax.set_ylabel(LOSS_LABEL)
-        ax.xaxis.set_major_formatter(EngFormatter())
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        _finish_loss_axes(ax, "training tokens", EngFormatter())
     _titles(
         fig,
         axes,
@@ -349,11 +354,8 @@ def plot_scaling(runs: pd.DataFrame, axis: str) -> Figure | None:
             ax.set_xticks(values)
             ax.xaxis.set_minor_formatter(NullFormatter())
         integer = axis == "num_domains"
-        ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}") if integer else EngFormatter())
-        ax.set_xlabel(SCALING_AXES[axis])
-        ax.set_ylabel(LOSS_LABEL)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        formatter = StrMethodFormatter("{x:,.0f}") if integer else EngFormatter()
+        _finish_loss_axes(ax, SCALING_AXES[axis], formatter)
     _titles(
         fig,
         axes,

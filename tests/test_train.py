@@ -1,5 +1,6 @@
 """The training app end to end, as a user runs it."""
 
+import csv
 import json
 import shutil
 
@@ -86,10 +87,12 @@ def test_resumed_run_matches_the_uninterrupted_one(tmp_path):
     overrides = (*FAST, "train.checkpoint_every=20", "mixer.weights=natural", "seed=3")
     full = train(compose_config(*overrides), tmp_path / "full")
 
-    # The full run's last checkpoint is from step 20 of 32: continue a copy of it from there.
+    # The full run's last checkpoint is from step 20 of 32: continue a copy of it from there,
+    # with the metric log it had written by then (and beyond: rows after step 20 are re-made).
     resumed_dir = tmp_path / "resumed"
     (resumed_dir / "checkpoints").mkdir(parents=True)
     shutil.copy(tmp_path / "full/checkpoints/last.ckpt", resumed_dir / "checkpoints/last.ckpt")
+    shutil.copy(tmp_path / "full/metrics.csv", resumed_dir / "metrics.csv")
     resumed = train(compose_config(*overrides), resumed_dir)
 
     assert resumed["steps"] == full["steps"] == 32
@@ -97,6 +100,14 @@ def test_resumed_run_matches_the_uninterrupted_one(tmp_path):
     assert resumed["metrics_initial"] == full["metrics_initial"]  # carried in the checkpoint
     assert resumed["domain_epochs"] == full["domain_epochs"]  # same sequences drawn
     assert resumed["metrics_final"] == pytest.approx(full["metrics_final"], rel=1e-6)
+
+    # The metric history survives the resume: same validation points, none of them twice.
+    def validation_rows(run_dir):
+        with open(run_dir / "metrics.csv", newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r["val/target_loss"]]
+        return [(int(r["step"]), round(float(r["val/target_loss"]), 5)) for r in rows]
+
+    assert validation_rows(resumed_dir) == validation_rows(tmp_path / "full")
 
 
 def test_rerunning_a_completed_run_skips_it_and_guards_its_directory(tmp_path):
