@@ -164,6 +164,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     if is_rank_zero:
         write_json_atomic(results_path, record)
     lm = None
+    loggers = []
     try:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         model_cfg = OmegaConf.to_object(cfg.model)
@@ -235,8 +236,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             if lm is not None:
                 write_trajectory(run_dir / TRAJECTORY_FILE, lm.mixer.weight_names, lm.trajectory)
             write_json_atomic(results_path, record)
-        for logger in loggers if lm is not None else []:
-            if isinstance(logger, WandbLogger):
+        for logger in loggers:
+            if isinstance(logger, WandbLogger) and lm is not None:
                 logger.experiment.summary.update(
                     {f"final/{k}": v for k, v in (lm.last_metrics or {}).items()}
                 )
