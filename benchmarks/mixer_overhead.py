@@ -3,7 +3,7 @@ probe compute itself.
 
 A mixer's overhead is the time of its update, amortised over `update_every` steps, relative to a
 training step at the same settings: overhead = t_update / (T * t_step). Both are measured on the
-LightningModule's own code path (`MixtureLM.update_context` + `mixer.update`, and a training step of
+LightningModule's own code path (`MixtureLM.update_mixer`: the update context + `mixer.update`, and a training step of
 the same module), interleaved. The probe-compute floor of DGA is (k*b + b_s) / (T*B) training-step
 equivalents; overhead / floor near 1 means the harness adds nothing but the probe passes.
 An end-to-end check runs whole Lightning fits of uniform and DGA and compares time per token.
@@ -64,7 +64,7 @@ def module_for(data, mixer_name: str, **mixer_options) -> MixtureLM:
         GPTConfig(vocab_size=data.vocab_size, context_length=CONTEXT),
         TrainConfig(batch_size=BATCH),
         data,
-        build_mixer(mixer_cfg, data),
+        build_mixer(mixer_cfg, data.mixer_view()),
         seed=0,
         max_steps=1000,
     )
@@ -75,9 +75,10 @@ def module_for(data, mixer_name: str, **mixer_options) -> MixtureLM:
 def time_step(lm: MixtureLM, optimizer: torch.optim.Optimizer) -> float:
     """One training step of the module (draw, forward, per-domain loss, backward, AdamW)."""
     start = time.perf_counter()
-    domains, indices = lm.train_sampler.draw(lm.mixer.domain_weights(), BATCH)
-    tokens = lm._tokens(domains, indices)
-    loss = lm.mixer.training_loss(sequence_loss(lm.model, tokens), torch.from_numpy(domains))
+    tokens, domains = lm.batches.train(
+        lm.mixer.domain_weights(), stratified=lm.mixer.stratified_batches
+    )
+    loss = lm.mixer.training_loss(sequence_loss(lm.model, tokens), domains)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -86,11 +87,10 @@ def time_step(lm: MixtureLM, optimizer: torch.optim.Optimizer) -> float:
 
 def time_update(lm: MixtureLM) -> tuple[float, float]:
     """Seconds and peak extra memory (MiB) of one mixer update."""
-    domains, indices = lm.train_sampler.draw(lm.mixer.domain_weights(), BATCH)
-    ctx = lm.update_context(0, lm._tokens(domains, indices), torch.from_numpy(domains))
+    batch = lm.batches.train(lm.mixer.domain_weights(), stratified=lm.mixer.stratified_batches)
     with PeakRSS() as memory:
         start = time.perf_counter()
-        lm.mixer.update(ctx)
+        lm.update_mixer(0, lambda: batch)
         seconds = time.perf_counter() - start
     return seconds, memory.extra_mb
 

@@ -35,7 +35,7 @@ def make_module(data, steps: int, mixer_name: str = "uniform", **mixer_options) 
     torch.manual_seed(0)
     model_cfg = GPTConfig(vocab_size=data.vocab_size, context_length=CONTEXT)
     train_cfg = TrainConfig(batch_size=BATCH, eval_every=10**9, checkpoint_every=10**9)
-    mixer = build_mixer(MIXERS[mixer_name][1](**mixer_options), data)
+    mixer = build_mixer(MIXERS[mixer_name][1](**mixer_options), data.mixer_view())
     return MixtureLM(model_cfg, train_cfg, data, mixer, 0, steps)
 
 

@@ -69,6 +69,9 @@ class DomainData:
     coarse_of: np.ndarray | None = None
     # Free-form description of where the data came from (written to results.json).
     meta: dict = field(default_factory=dict)
+    # A short description of each domain for tables and plots (e.g. its dominant source and
+    # distinctive words); None: the names say it all.
+    labels: list[str] | None = None
 
     def __post_init__(self) -> None:
         k = len(self.names)
@@ -83,14 +86,31 @@ class DomainData:
             raise ValueError("target_train_domain needs one domain index per specialist sequence")
         if self.coarse_of is not None and len(self.coarse_of) != k:
             raise ValueError("coarse_of needs one coarse cluster per domain")
+        if self.labels is not None and len(self.labels) != k:
+            raise ValueError("labels needs one description per domain")
 
     @property
     def num_domains(self) -> int:
         return len(self.names)
 
+    def domain_labels(self) -> dict[str, str]:
+        """{domain name: short description}."""
+        return dict(zip(self.names, self.labels or self.names, strict=True))
+
     def token_counts(self) -> np.ndarray:
         """Training tokens per domain (after any cap)."""
         return np.array([seqs.num_tokens for seqs in self.train], dtype=np.int64)
+
+    def mixer_view(self) -> MixerView:
+        """What a mixer may see of this data: no token arrays, and above all not the held-out
+        specialist `eval` split (the benchmark's score); specialist `train` sequences reach a
+        mixer only through its update context."""
+        return MixerView(
+            names=list(self.names),
+            domain_tokens=self.token_counts(),
+            target_train_domain=self.target_train_domain.copy(),
+            coarse_of=None if self.coarse_of is None else self.coarse_of.copy(),
+        )
 
     def capped(self, tokens_per_domain: int | None) -> DomainData:
         """The same data with every domain's training split cut to ``tokens_per_domain`` tokens."""
@@ -105,3 +125,21 @@ class DomainData:
             train=[seqs.truncated(tokens_per_domain) for seqs in self.train],
             meta={**self.meta, "tokens_per_domain": tokens_per_domain},
         )
+
+
+@dataclass(frozen=True)
+class MixerView:
+    """The facts about the domains a mixer builds its weights from (see `DomainData`)."""
+
+    names: list[str]
+    # Training tokens per domain (after any cap).
+    domain_tokens: np.ndarray
+    target_train_domain: np.ndarray
+    coarse_of: np.ndarray | None = None
+
+    @property
+    def num_domains(self) -> int:
+        return len(self.names)
+
+    def token_counts(self) -> np.ndarray:
+        return self.domain_tokens

@@ -40,7 +40,25 @@ class MixtureSampler:
         mixer's update cannot make numpy reject it, but it must be finite, >= 0 and not all zero.
         """
         probs = self._check_weights(weights)
-        domains = np.sort(self._rng.choice(self.num_domains, size=n, p=probs))
+        return self._sequences(np.sort(self._rng.choice(self.num_domains, size=n, p=probs)))
+
+    def draw_stratified(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Like `draw`, but every domain holds n // k of the sequences and the remaining n mod k
+        go to distinct domains drawn at random: each batch holds every domain (DoGE scores the
+        per-domain gradients of the training batch, so it needs them all)."""
+        k = self.num_domains
+        if n < k:
+            raise ValueError(
+                f"a stratified batch of {n} sequences cannot hold all {k} domains: "
+                f"raise train.batch_size to at least {k}"
+            )
+        counts = np.full(k, n // k)
+        counts[self._rng.choice(k, size=n % k, replace=False)] += 1
+        return self._sequences(np.repeat(np.arange(k), counts))
+
+    def _sequences(self, domains: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sequence indices for sorted ``domains``: the next unseen ones of each domain."""
+        n = len(domains)
         indices = np.empty(n, dtype=np.int64)
         present, counts = np.unique(domains, return_counts=True)
         start = 0

@@ -114,6 +114,14 @@ def load_shard(folder: Path, name: str, manifest: dict) -> np.ndarray:
     return np.memmap(path, dtype=dtype, mode="r")
 
 
+def domain_label(domain: dict) -> str:
+    """E.g. `bbc/tech: mobile, phone, users` from a manifest's domain entry: where most of its
+    chunks come from and its three most distinctive words."""
+    origins = domain.get("top_origins") or []
+    words = ", ".join(domain.get("top_words", [])[:3])
+    return f"{origins[0][0]}: {words}" if origins else words or domain["name"]
+
+
 def load_domain_data(folder: Path) -> DomainData:
     manifest = read_manifest(folder)
     seq_len = manifest["seq_len"]
@@ -133,6 +141,7 @@ def load_domain_data(folder: Path) -> DomainData:
         seq_len=seq_len,
         target_train_domain=np.load(folder / TARGET_DOMAIN_FILE),
         coarse_of=None if coarse[0] is None else np.asarray(coarse, dtype=np.int64),
+        labels=[domain_label(d) for d in domains],
         meta={
             "source": manifest["config"]["source"],
             "artifacts": str(folder),

@@ -127,4 +127,8 @@ def generate(cfg: SyntheticDataConfig, seq_len: int) -> DomainData:
         target_train_domain=target_train_domain,
         coarse_of=coarse_of,
         meta={"source": "synthetic", "target_domains": targets, "target_mix": mix.tolist()},
+        labels=[
+            f"Markov source {i}" + (" (in the specialist mix)" if i in targets else "")
+            for i in range(k)
+        ],
     )

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from domains.synthetic import SyntheticDataConfig
 from domains.text import TextDataConfig
@@ -72,6 +72,33 @@ DATA_SCHEMAS = {
     "files": TextDataConfig,
     "hf": TextDataConfig,
 }
+
+
+# Trainer precisions whose parameters are not kept in 32 bits: finite-difference alignment moves
+# the parameters by a relative 1e-4, which such parameters cannot represent.
+LOW_PRECISION_PARAMETERS = ("bf16-true", "16-true", "transformer-engine")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """What the schemas' types cannot say, checked before any data is prepared: every group
+    instantiates (running the range checks of its schema) and the groups agree."""
+    for group in ("data", "model", "mixer", "train"):
+        OmegaConf.to_object(cfg[group])
+    one_step = cfg.train.batch_size * cfg.model.context_length
+    if cfg.train.tokens < one_step:
+        raise ValueError(
+            f"train.tokens={cfg.train.tokens} is less than one training step "
+            f"(train.batch_size x model.context_length = {one_step} tokens)"
+        )
+    if (
+        cfg.mixer.get("alignment") == "finite_difference"
+        and cfg.trainer.precision in LOW_PRECISION_PARAMETERS
+    ):
+        raise ValueError(
+            f"mixer.alignment=finite_difference needs 32-bit parameters, and trainer.precision="
+            f"{cfg.trainer.precision} keeps them in 16 bits: use a *-mixed precision (the "
+            "mixer's passes then run in fp32) or mixer.alignment=backward"
+        )
 
 
 def run_dirname(overrides: str, max_length: int = 120) -> str:

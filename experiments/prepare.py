@@ -18,7 +18,7 @@ from rich.table import Table
 
 from domains.store import read_manifest
 from domains.text import prepare
-from experiments.config import register_configs
+from experiments.config import check_config, register_configs
 
 log = logging.getLogger(__name__)
 register_configs()
@@ -71,6 +71,7 @@ def print_summary(folder: Path, console: Console | None = None) -> None:
 
 def run(cfg: DictConfig, console: Console | None = None) -> Path | None:
     """Prepares `cfg.data` (a composed config) and prints the summary; returns the artifacts."""
+    check_config(cfg)  # the whole config: a mistake in it should not cost a preparation first
     data = OmegaConf.to_object(cfg.data)
     if data.source == "synthetic":
         print("data=synthetic is generated when training starts: there is nothing to prepare")

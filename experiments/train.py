@@ -13,7 +13,6 @@ import math
 import os
 import time
 import traceback
-import warnings
 from pathlib import Path
 
 import hydra
@@ -26,7 +25,9 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from domains.loading import load_data
-from experiments.config import register_configs
+from experiments.checkpoints import KeepPreviousCheckpointIO, load_checkpoint, resume_checkpoint
+from experiments.config import check_config, register_configs
+from experiments.quiet import quiet_lightning
 from experiments.results import (
     METRICS_FILE,
     RESULTS_FILE,
@@ -41,10 +42,7 @@ from models.lm import MixtureLM
 
 log = logging.getLogger(__name__)
 register_configs()
-
-# The train DataLoader only yields step numbers (see models/lm.py), so worker processes and
-# Lightning's "few workers" advice do not apply.
-warnings.filterwarnings("ignore", ".*does not have many workers.*")
+quiet_lightning()
 
 
 def _wandb_logger(cfg: DictConfig, run_dir: Path) -> WandbLogger:
@@ -80,18 +78,6 @@ def _wandb_logger(cfg: DictConfig, run_dir: Path) -> WandbLogger:
     )
 
 
-def _resume_checkpoint(resume: str | None, run_dir: Path) -> Path | None:
-    if resume is None:
-        return None
-    if resume == "auto":
-        last = run_dir / "checkpoints" / "last.ckpt"
-        return last if last.exists() else None
-    path = Path(resume)
-    if not path.is_file():
-        raise FileNotFoundError(f"train.resume: no checkpoint at {path}")
-    return path
-
-
 def _carry_over_metrics(csv_logger: CSVLogger, checkpoint: Path) -> None:
     """Keep the metric history of a resumed run.
 
@@ -101,7 +87,7 @@ def _carry_over_metrics(csv_logger: CSVLogger, checkpoint: Path) -> None:
     path = Path(csv_logger.log_dir) / METRICS_FILE
     if not path.exists():
         return
-    resumed_step = torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"]
+    resumed_step = load_checkpoint(checkpoint)["global_step"]
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     for row in rows:
@@ -145,6 +131,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     With `train.resume=auto` (the default), a run whose directory already holds a completed run of
     the same config is not redone, and an unfinished one continues from its last checkpoint.
     """
+    check_config(cfg)
     results_path = run_dir / RESULTS_FILE
     done = _completed_run(cfg, results_path)
     if done is not None:
@@ -174,9 +161,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             cache_dir=Path(cfg.paths.cache_dir).expanduser(),
         )
         model_cfg.vocab_size = data.vocab_size
-        mixer = build_mixer(OmegaConf.to_object(cfg.mixer), data)
+        mixer = build_mixer(OmegaConf.to_object(cfg.mixer), data.mixer_view())
 
-        checkpoint = _resume_checkpoint(cfg.train.resume, run_dir)
+        checkpoint = resume_checkpoint(cfg.train.resume, run_dir)
         csv_logger = CSVLogger(save_dir=str(run_dir), name="", version="")
         if checkpoint is not None:
             _carry_over_metrics(csv_logger, checkpoint)
@@ -187,6 +174,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             **OmegaConf.to_container(cfg.trainer),
             max_steps=1,  # set below, once the world size is known
             logger=loggers,
+            plugins=[KeepPreviousCheckpointIO()],
             callbacks=[
                 ModelCheckpoint(
                     dirpath=run_dir / "checkpoints",
@@ -205,7 +193,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             default_root_dir=str(run_dir),
         )
         tokens_per_step = cfg.train.batch_size * data.seq_len * trainer.world_size
-        max_steps = max(1, math.ceil(cfg.train.tokens / tokens_per_step))
+        max_steps = math.ceil(cfg.train.tokens / tokens_per_step)
         # The step count depends on the world size, which only the Trainer resolves.
         trainer.fit_loop.epoch_loop.max_steps = max_steps
         trainer.val_check_interval = min(cfg.train.eval_every, max_steps)
@@ -216,7 +204,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             lm.initial_metrics = lm.last_metrics
         else:
             log.info("Resuming from %s", checkpoint)
-        trainer.fit(lm, ckpt_path=checkpoint)
+        trainer.fit(lm, ckpt_path=checkpoint, weights_only=True)
         if lm.last_validated_step != trainer.global_step:
             trainer.validate(lm, verbose=False)
         record["status"] = "completed"
@@ -246,29 +234,37 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
 
 def _run_summary(lm: MixtureLM) -> dict:
-    data, mixer = lm.data, lm.mixer
+    data, mixer, batches = lm.data, lm.mixer, lm.batches
     ranks = {}
     if lm.rank_epochs is not None:
         ranks = {"weights": lm.rank_weights.tolist(), "domain_epochs": lm.rank_epochs.tolist()}
         epochs = lm.rank_epochs.sum(axis=0)
-    elif lm.train_sampler is not None:  # failed before training ended
-        epochs = lm.train_sampler.epochs()
+    elif batches is not None:  # failed before training ended
+        epochs = batches.train_sampler.epochs()
     else:
         epochs = []
     return {
         "steps": lm.global_step,
         "max_steps": lm.max_steps,
-        "tokens_trained": lm.tokens_seen,
-        "probe_tokens": lm.probe_tokens,
+        "tokens_trained": batches.tokens_seen if batches else 0,
+        "probe_tokens": batches.probe_tokens if batches else 0,
+        # Cost in FLOPs (see models/batches.py): the mixer's extra passes and the training steps.
+        "mixer_flops": batches.mixer_flops if batches else 0,
+        "train_flops": batches.train_flops if batches else 0,
         "train_seconds": lm.train_seconds,
+        "mixer_seconds": lm.mixer_seconds,
         "metrics_initial": lm.initial_metrics,
         "metrics_final": lm.last_metrics,
         "final_weights": _named(mixer.weight_names, mixer.weights),
         "time_averaged_weights": _named(mixer.weight_names, mixer.time_averaged_weights()),
         "final_domain_weights": _named(data.names, mixer.domain_weights()),
+        # What `mixer=static mixer.path=<this run>` reuses (`which=final` / `time_averaged`).
+        "final_mixture": _named(data.names, mixer.mixture(mixer.weights)),
+        "time_averaged_mixture": _named(data.names, mixer.mixture(mixer.time_averaged_weights())),
         "domain_epochs": _named(data.names, epochs) if len(epochs) else {},
         "ranks": ranks,
         "domain_tokens": dict(zip(data.names, data.token_counts().tolist(), strict=True)),
+        "domain_labels": data.domain_labels(),
         "model": {
             "params": lm.model.num_params(),
             "non_embedding_params": lm.model.num_params(non_embedding=True),

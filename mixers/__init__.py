@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from domains.data import DomainData
+from domains.data import MixerView
 from mixers.base import Mixer, MixerConfig, UpdateContext
 from mixers.dga import DGAConfig, DGAMixer
 from mixers.dga_dr import DGADRConfig, DGADRMixer
@@ -22,7 +22,8 @@ MIXERS: dict[str, tuple[type[Mixer], type[MixerConfig]]] = {
 }
 
 
-def build_mixer(cfg: MixerConfig, data: DomainData) -> Mixer:
+def build_mixer(cfg: MixerConfig, data: MixerView) -> Mixer:
+    """The mixer `cfg.name` over the domains of `data` (`DomainData.mixer_view()`)."""
     try:
         mixer_cls, _ = MIXERS[cfg.name]
     except KeyError:

@@ -18,13 +18,20 @@ Across data-parallel ranks the reference gradient and the scores are averaged wi
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from enum import StrEnum
 
 import torch
 from torch import nn
 
 from mixers.base import UpdateContext
 
-METHODS = ("backward", "finite_difference")
+
+class Alignment(StrEnum):
+    """The alignment estimators (a mixer's `alignment` option)."""
+
+    backward = "backward"
+    finite_difference = "finite_difference"
+
 
 SequenceLoss = Callable[[torch.Tensor], torch.Tensor]
 Gradient = list[torch.Tensor]
@@ -156,11 +163,9 @@ def finite_difference_scores(
     return (plus - minus) / (2 * eps)
 
 
-def check_method(method: str, max_norm: float | None) -> None:
-    """Config validation: the estimator exists and can honour the clipping asked for."""
-    if method not in METHODS:
-        raise ValueError(f"mixer.alignment must be one of {list(METHODS)}, got {method!r}")
-    if method == "finite_difference" and max_norm is not None:
+def check_method(method: Alignment, max_norm: float | None) -> None:
+    """Config validation: the estimator can honour the clipping asked for."""
+    if method == Alignment.finite_difference and max_norm is not None:
         raise ValueError(
             "mixer.grad_clip clips each probe gradient, which finite_difference never forms; "
             "use alignment=backward or grad_clip=null"
@@ -168,7 +173,7 @@ def check_method(method: str, max_norm: float | None) -> None:
 
 
 def alignment_scores(
-    method: str,
+    method: Alignment,
     model: nn.Module,
     sequence_loss: SequenceLoss,
     batches: list[torch.Tensor],
@@ -179,7 +184,7 @@ def alignment_scores(
 ) -> torch.Tensor:
     """<grad L_i, reference> for each probe batch by the chosen estimator, averaged over ranks."""
     check_method(method, max_norm)
-    if method == "backward":
+    if method == Alignment.backward:
         scores = backward_scores(model, sequence_loss, batches, reference, max_norm)
     else:
         scores = finite_difference_scores(model, sequence_loss, batches, reference, fd_step)

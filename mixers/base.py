@@ -6,9 +6,13 @@ reweighting, p basis distributions over the domains) and may
 - expose them (`weights`, `weight_names`) and the distribution over domains the training batch is
   sampled from (`domain_weights`), read by the sampler at every batch;
 - update them every `update_every` steps through `update`, which gets an `UpdateContext` with the
-  model, the loss function, the training batch, and functions that draw probe batches from the
-  domains and specialist `train` batches;
+  model, the loss function, the step's training batch, and functions that draw probe batches from
+  the domains and specialist `train` batches (see models/batches.py, which counts their FLOPs);
+  the update comes before the step's batch is drawn, so the weights recorded after it are those
+  the batch is drawn (or, for DoGE, reweighted) with;
 - reweight the training loss per domain (`training_loss`; DoGE trains on the alpha-weighted loss);
+- say which mixture over the domains a fresh model should be trained on to reuse its choice
+  (`mixture`: what the static mixer reads back from a run's results);
 - save and restore its state (`state_dict`, `load_state_dict`), which the LightningModule stores in
   every checkpoint.
 
@@ -25,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from domains.data import DomainData
+from domains.data import MixerView
 
 
 @dataclass
@@ -42,13 +46,17 @@ class UpdateContext:
     """Everything a mixer may use at an update step."""
 
     step: int
+    # The optimizer's learning rate at this step, and its peak (the configured train.lr).
     lr: float
+    peak_lr: float
     model: nn.Module
-    # Token sequences [b, L + 1] -> per-sequence mean loss [b], differentiable.
+    # Token sequences [b, L + 1] -> per-sequence mean loss [b], differentiable; its forward and
+    # backward passes are counted as the mixer's FLOPs.
     sequence_loss: Callable[[torch.Tensor], torch.Tensor]
-    # The batch about to be trained on and each sequence's domain.
-    train_batch: torch.Tensor
-    train_domains: torch.Tensor
+    # The batch this step trains on and each sequence's domain, drawn when first called (with
+    # the weights as they are then): only a mixer that scores the training batch itself (DoGE)
+    # calls it, so the others' updates take effect on this very step's batch.
+    training_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]]
     # probe(dist, n): n sequences drawn from the domains by the distribution `dist` over domains
     # (one-hot for a single domain); their tokens are counted as probe tokens, not training tokens.
     probe: Callable[[np.ndarray, int], torch.Tensor]
@@ -62,7 +70,10 @@ class UpdateContext:
 class Mixer:
     """A fixed mixture. Subclasses set the weights, and override `update` to move them."""
 
-    def __init__(self, cfg: MixerConfig, data: DomainData):
+    # Whether every training batch must hold every domain (DoGE's per-domain gradients).
+    stratified_batches = False
+
+    def __init__(self, cfg: MixerConfig, data: MixerView):
         self.cfg = cfg
         self.domain_names = list(data.names)
         self.weight_names = list(data.names)
@@ -87,9 +98,15 @@ class Mixer:
             raise ValueError(f"mixture weights must be finite, >= 0 and not all zero: {value}")
         self._weights = value / value.sum()
 
+    def mixture(self, weights: np.ndarray) -> np.ndarray:
+        """The distribution over the k domains that the component `weights` stand for: what a
+        fresh model trained by the static mixer should sample to reuse this mixer's choice.
+        The components are the domains unless a subclass says otherwise."""
+        return weights
+
     def domain_weights(self) -> np.ndarray:
         """The distribution over the k domains that training sequences are drawn from."""
-        return self.weights
+        return self.mixture(self.weights)
 
     def time_averaged_weights(self) -> np.ndarray:
         if self._observed_steps == 0:
@@ -97,7 +114,8 @@ class Mixer:
         return self._weight_sum / self._observed_steps
 
     def observe_step(self) -> None:
-        """Called once per training step, after any update: accumulates the time average."""
+        """Called once per training step, after any update (so with the weights this step's
+        batch was drawn or reweighted with): accumulates the time average."""
         self._weight_sum += self._weights
         self._observed_steps += 1
 

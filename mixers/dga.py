@@ -8,51 +8,74 @@ eta * a) and an EMA alpha <- (1 - beta) * alpha + beta * alpha_hat (beta = 1: pl
 Positive alignment means a step on the domain also lowers the specialist loss, so the domain
 gains weight.
 
-Choices the paper leaves open, as options: `eta_schedule` (`constant`, or `lr`: eta times the
-optimizer's current learning rate), `grad_clip` (of g_s and every probe gradient before the dot
-product), `normalize` (`none`, or `max_abs`: a / max|a|, so eta is the largest log-weight move).
+Choices the paper leaves open, as options: `eta_schedule` (`constant`, or `lr`: eta times
+lr_t / lr_peak, so the step follows the learning-rate schedule's warm-up and decay and eta keeps
+its meaning as the step at the peak; the first author's later code multiplies by lr_t itself,
+which is this with eta / lr_peak, and with eta = 1 would barely move the weights), `grad_clip`
+(of g_s and every probe gradient before the dot product), `normalize` (`none`, or `max_abs`:
+a / max|a|, so eta is the largest log-weight move).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 
-from domains.data import DomainData
-from mixers.alignment import alignment_scores, check_method, specialist_gradient
+from domains.data import MixerView
+from mixers.alignment import Alignment, alignment_scores, check_method, specialist_gradient
 from mixers.base import Mixer, MixerConfig, UpdateContext
 from mixers.simplex import check_floor, mirror_update
 
-NORMALIZATIONS = ("none", "max_abs")
-ETA_SCHEDULES = ("constant", "lr")
+
+class Normalize(StrEnum):
+    none = "none"
+    max_abs = "max_abs"
+
+
+class EtaSchedule(StrEnum):
+    constant = "constant"
+    lr = "lr"
 
 
 @dataclass
 class DGAConfig(MixerConfig):
     name: str = "dga"
     update_every: int = 10
-    # Step size of the exponentiated-gradient update (multiplied by the lr under `eta_schedule: lr`).
+    # Step size of the exponentiated-gradient update; `eta_schedule: lr` multiplies it by
+    # lr_t / lr_peak (the learning-rate schedule's shape), `constant` does not.
     eta: float = 1.0
-    eta_schedule: str = "constant"
+    eta_schedule: EtaSchedule = EtaSchedule.constant
     # EMA coefficient: the share of the new weights taken at each update (1: plain DGA).
     beta: float = 1.0
     # Sequences per probe batch (b) and per specialist batch (b_s).
     probe_batch: int = 4
     specialist_batch: int = 16
     # Alignment estimator: backward (exact) or finite_difference (two batched forwards).
-    alignment: str = "backward"
+    alignment: Alignment = Alignment.backward
     # Finite differences: length of the step along g_s, relative to the parameters' norm.
     fd_step: float = 1e-4
     # Clip g_s and each probe gradient to this norm before the dot product (null: no clipping).
     grad_clip: float | None = None
-    normalize: str = "none"
+    normalize: Normalize = Normalize.none
     # Floor on every weight (0: none).
     min_weight: float = 0.0
 
+    def __post_init__(self) -> None:
+        if self.update_every < 1:
+            raise ValueError(f"mixer.update_every must be >= 1, got {self.update_every}")
+        if self.eta <= 0 or not 0 < self.beta <= 1:
+            raise ValueError(
+                f"need mixer.eta > 0 and 0 < mixer.beta <= 1, got {self.eta}, {self.beta}"
+            )
+        if self.probe_batch < 1 or self.specialist_batch < 1:
+            raise ValueError("mixer.probe_batch and mixer.specialist_batch must be >= 1")
+        check_method(self.alignment, self.grad_clip)
 
-def normalized(scores: np.ndarray, how: str) -> np.ndarray:
-    if how == "max_abs":
+
+def normalized(scores: np.ndarray, how: Normalize) -> np.ndarray:
+    if how == Normalize.max_abs:
         largest = np.abs(scores).max()
         return scores / largest if largest > 0 else scores
     return scores
@@ -62,28 +85,15 @@ class DGAMixer(Mixer):
     """DGA over the components named by `components`, each probed through its distribution
     over the domains (for plain DGA, the domains themselves)."""
 
-    def __init__(self, cfg: DGAConfig, data: DomainData):
+    def __init__(self, cfg: DGAConfig, data: MixerView):
         super().__init__(cfg, data)
-        if cfg.update_every < 1:
-            raise ValueError(f"mixer.update_every must be >= 1, got {cfg.update_every}")
-        if cfg.eta <= 0 or not 0 < cfg.beta <= 1:
-            raise ValueError(
-                f"need mixer.eta > 0 and 0 < mixer.beta <= 1, got {cfg.eta}, {cfg.beta}"
-            )
-        if cfg.probe_batch < 1 or cfg.specialist_batch < 1:
-            raise ValueError("mixer.probe_batch and mixer.specialist_batch must be >= 1")
-        if cfg.eta_schedule not in ETA_SCHEDULES:
-            raise ValueError(f"mixer.eta_schedule must be one of {list(ETA_SCHEDULES)}")
-        if cfg.normalize not in NORMALIZATIONS:
-            raise ValueError(f"mixer.normalize must be one of {list(NORMALIZATIONS)}")
-        check_method(cfg.alignment, cfg.grad_clip)
         self.weight_names = self.components(data)
         p = len(self.weight_names)
         check_floor(cfg.min_weight, p)
         self._weights = np.full(p, 1.0 / p)
         self._weight_sum = np.zeros(p)
 
-    def components(self, data: DomainData) -> list[str]:
+    def components(self, data: MixerView) -> list[str]:
         """Names of the weighted components: for plain DGA, the domains."""
         return list(data.names)
 
@@ -109,7 +119,7 @@ class DGAMixer(Mixer):
             cfg.fd_step,
         )
         scores = scores.detach().cpu().numpy()
-        eta = cfg.eta * (ctx.lr if cfg.eta_schedule == "lr" else 1.0)
+        eta = cfg.eta * (ctx.lr / ctx.peak_lr if cfg.eta_schedule == EtaSchedule.lr else 1.0)
         weights, applied = mirror_update(
             self.weights,
             normalized(scores, cfg.normalize),

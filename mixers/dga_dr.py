@@ -5,7 +5,7 @@ P_j), and an update needs p probe gradients, one per basis, whatever K is.
 
 Bases (`mixer.bases`; the paper's exact construction is not public, these are the project's):
 - `coarse` (default): one basis per coarse cluster of the two-level clustering
-  (`DomainData.coarse_of`): the specialist's fine-level importance histogram restricted to the
+  (`MixerView.coarse_of`): the specialist's fine-level importance histogram restricted to the
   cluster and renormalised, or the natural (token-count) distribution inside the cluster where
   the specialist has no example;
 - `multiscale`: importance histograms at the fine and (when there is a hierarchy) coarse levels,
@@ -16,28 +16,35 @@ Bases (`mixer.bases`; the paper's exact construction is not public, these are th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 
-from domains.data import DomainData
+from domains.data import MixerView
 from mixers.dga import DGAConfig, DGAMixer
 from mixers.importance import specialist_histogram
+
+
+class Bases(StrEnum):
+    coarse = "coarse"
+    multiscale = "multiscale"
+    identity = "identity"
 
 
 @dataclass
 class DGADRConfig(DGAConfig):
     name: str = "dga_dr"
-    bases: str = "coarse"
+    bases: Bases = Bases.coarse
 
 
 def _normalized_rows(rows: np.ndarray) -> np.ndarray:
     return rows / rows.sum(axis=1, keepdims=True)
 
 
-def coarse_bases(data: DomainData) -> tuple[list[str], np.ndarray]:
+def coarse_bases(data: MixerView) -> tuple[list[str], np.ndarray]:
     if data.coarse_of is None:
         raise ValueError(
-            "mixer.bases=coarse needs domains from a two-level clustering (DomainData.coarse_of): "
+            "mixer.bases=coarse needs domains from a two-level clustering: "
             "set data.coarse_domains > 0, or use mixer.bases=multiscale"
         )
     clusters, cluster_of = np.unique(data.coarse_of, return_inverse=True)
@@ -49,7 +56,7 @@ def coarse_bases(data: DomainData) -> tuple[list[str], np.ndarray]:
     return [f"coarse_{c}" for c in clusters], bases
 
 
-def multiscale_bases(data: DomainData) -> tuple[list[str], np.ndarray]:
+def multiscale_bases(data: MixerView) -> tuple[list[str], np.ndarray]:
     fine = specialist_histogram(data)
     natural = data.token_counts() / data.token_counts().sum()
     names, rows = ["is_fine"], [fine]
@@ -64,27 +71,22 @@ def multiscale_bases(data: DomainData) -> tuple[list[str], np.ndarray]:
     return names, _normalized_rows(np.stack(rows))
 
 
-def identity_bases(data: DomainData) -> tuple[list[str], np.ndarray]:
+def identity_bases(data: MixerView) -> tuple[list[str], np.ndarray]:
     return list(data.names), np.eye(data.num_domains)
 
 
-BASES = {"coarse": coarse_bases, "multiscale": multiscale_bases, "identity": identity_bases}
+BASES = {Bases.coarse: coarse_bases, Bases.multiscale: multiscale_bases, Bases.identity: identity_bases}
 
 
 class DGADRMixer(DGAMixer):
-    def components(self, data: DomainData) -> list[str]:
-        try:
-            build = BASES[self.cfg.bases]
-        except KeyError:
-            raise ValueError(
-                f"mixer.bases must be one of {list(BASES)}, got {self.cfg.bases!r}"
-            ) from None
-        names, self.bases = build(data)  # bases: [p, K], one distribution over domains per row
+    def components(self, data: MixerView) -> list[str]:
+        names, self.bases = BASES[self.cfg.bases](data)  # bases: [p, K], one distribution over domains per row
         return names
 
     def probe_distribution(self, j: int) -> np.ndarray:
         return self.bases[j]
 
-    def domain_weights(self) -> np.ndarray:
-        """sum_j alpha_j P_j: basis j ~ alpha then domain ~ P_j, in one distribution."""
-        return self.weights @ self.bases
+    def mixture(self, weights: np.ndarray) -> np.ndarray:
+        """sum_j alpha_j P_j: basis j ~ alpha then domain ~ P_j, in one distribution (linear in
+        alpha, so the time-averaged mixture is that of the time-averaged alpha)."""
+        return weights @ self.bases

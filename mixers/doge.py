@@ -1,36 +1,39 @@
 """DoGE-style online reweighting (Fan, Pagliardini, Jaggi 2023), on the trained model itself.
 
-Batches are sampled uniformly over the domains (`domain_weights`); the weights alpha instead
-reweight the loss (`training_loss`: sum_i alpha_i L_i over the batch's domain parts, so the
-parameter update is sum_i alpha_i g_i). At every update, the per-domain gradients g_i of the
-training batch give the scores
+Batches are stratified (`stratified: true`, the method's setting): every training batch holds
+every domain, n // k sequences each and the rest spread at random, so every domain is scored at
+every update. The weights alpha reweight the loss (`training_loss`: sum_i alpha_i L_i over the
+batch's domain parts, so the parameter update is sum_i alpha_i g_i). At every update, each
+domain's gradient g_i on its part of the training batch is clipped to `grad_clip` (as the
+reference implementation clips every domain gradient to max_grad_norm before scoring), and
 
-- `universal`: W_i = <g_i, sum_{j != i} g_j> = <g_i, G> - ||g_i||^2 with G = sum_j g_j;
-- `target`: W_i = <g_i, g_s>, g_s the gradient of a specialist `train` batch;
+- `universal`: W_i = <g_i, sum_{j != i} g_j>, from the Gram matrix of the clipped gradients
+  (held as one [k, P] matrix, as in the reference implementation);
+- `target`: W_i = <g_i, g_s>, g_s the clipped gradient of a specialist `train` batch (streamed:
+  one gradient at a time);
 
 scaled as in the original by lr_t / mean_i ||g_i||, clipped to lr_t * [0, `score_max`], then
 log alpha <- log alpha + W / mu and softmax. The per-domain norms are part of the method, so the
 exact (`backward`) estimator is used: finite differences give inner products but no norms.
+Cost: one forward and one backward pass over the training batch's sequences per update, beyond
+the training step's own.
 
-Data-parallel ranks each score their own part of the batch (in universal mode against their own
-G: the rank-averaged G would dilute the other domains' terms but not the self term -||g_i||^2),
-and the scores and norms are averaged over the ranks whose batch held the domain, so every rank
-takes the same step.
-
-Project choices where the batch lacks a domain (sampling is random, not stratified): that
-domain's score is 0 (the bottom of the clipping range, no evidence) and the loss is reweighted
-over the domains present (renormalised, so the loss scale does not depend on which are present).
-Report the time-averaged weights too: a DoGE proxy hands them to a fresh model via `static`.
+Data-parallel ranks each score their own part of the batch, and the scores and norms are
+averaged over the ranks whose batch held the domain, so every rank takes the same step. With
+`stratified: false` (random batches) a domain absent from a batch scores 0 (the bottom of the
+clipping range, no evidence) and the loss is reweighted over the domains present. Report the
+time-averaged weights too: a DoGE proxy hands them to a fresh model via `static`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 import torch
 
-from domains.data import DomainData
+from domains.data import MixerView
 from mixers.alignment import (
     gradient,
     specialist_gradient,
@@ -40,21 +43,47 @@ from mixers.alignment import (
 from mixers.base import Mixer, MixerConfig, UpdateContext
 from mixers.simplex import all_finite, check_floor, mirror_update
 
-MODES = ("universal", "target")
+
+class Mode(StrEnum):
+    universal = "universal"
+    target = "target"
 
 
 @dataclass
 class DoGEConfig(MixerConfig):
     name: str = "doge"
     update_every: int = 1
-    mode: str = "universal"
+    mode: Mode = Mode.universal
     # log alpha <- log alpha + W / mu.
     mu: float = 0.01
     # Scores are clipped to lr_t * [0, score_max].
     score_max: float = 5.0
+    # Clip every domain gradient (and g_s) to this norm before scoring (null: no clipping).
+    grad_clip: float | None = 1.0
+    # Every training batch holds every domain (needs train.batch_size >= k).
+    stratified: bool = True
     # Specialist `train` sequences per update (mode `target`).
     specialist_batch: int = 16
     min_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.update_every < 1 or self.mu <= 0 or self.score_max <= 0:
+            raise ValueError("need mixer.update_every >= 1, mixer.mu > 0 and mixer.score_max > 0")
+        if self.specialist_batch < 1:
+            raise ValueError("mixer.specialist_batch must be >= 1")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError(f"mixer.grad_clip must be > 0 or null, got {self.grad_clip}")
+
+
+def universal_scores(
+    losses, params: list[torch.nn.Parameter], max_norm: float | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """<g_i, sum_{j != i} g_j> and ||g_i||^2 for the clipped gradients g_i of `losses`."""
+    flat = [torch.cat([g.reshape(-1) for g in gradient(loss, params, max_norm)]) for loss in losses]
+    matrix = torch.stack(flat).double()  # [k, P]
+    gram = matrix @ matrix.T
+    squared_norms = gram.diagonal()
+    return gram.sum(dim=1) - squared_norms, squared_norms
 
 
 def scaled_scores(scores: np.ndarray, lr: float, mean_norm: float, score_max: float) -> np.ndarray:
@@ -63,15 +92,10 @@ def scaled_scores(scores: np.ndarray, lr: float, mean_norm: float, score_max: fl
 
 
 class DoGEMixer(Mixer):
-    def __init__(self, cfg: DoGEConfig, data: DomainData):
+    def __init__(self, cfg: DoGEConfig, data: MixerView):
         super().__init__(cfg, data)
-        if cfg.mode not in MODES:
-            raise ValueError(f"mixer.mode must be one of {list(MODES)}, got {cfg.mode!r}")
-        if cfg.update_every < 1 or cfg.mu <= 0 or cfg.score_max <= 0:
-            raise ValueError("need mixer.update_every >= 1, mixer.mu > 0 and mixer.score_max > 0")
-        if cfg.specialist_batch < 1:
-            raise ValueError("mixer.specialist_batch must be >= 1")
         check_floor(cfg.min_weight, data.num_domains)
+        self.stratified_batches = cfg.stratified
         self._uniform = np.full(data.num_domains, 1.0 / data.num_domains)
 
     def domain_weights(self) -> np.ndarray:
@@ -79,19 +103,15 @@ class DoGEMixer(Mixer):
 
     def update(self, ctx: UpdateContext) -> dict[str, float]:
         cfg = self.cfg
-        k = len(self._weights)
         params = trainable_parameters(ctx.model)
-        batch, domains = ctx.train_batch, ctx.train_domains
+        batch, domains = ctx.training_batch()
         present = torch.unique(domains).tolist()
-        if cfg.mode == "target":
-            reference = specialist_gradient(ctx, cfg.specialist_batch)
-        else:  # G = sum_j g_j, the gradient of the sum of this rank's per-domain mean losses
-            per_sequence = 1.0 / torch.bincount(domains, minlength=k)[domains]
-            reference = gradient((ctx.sequence_loss(batch) * per_sequence).sum(), params)
         losses = (ctx.sequence_loss(batch[domains == i]).mean() for i in present)
-        dots, squared_norms = streamed_alignment(losses, params, reference)
-        if cfg.mode == "universal":
-            dots = dots - squared_norms  # <g_i, G - g_i>
+        if cfg.mode == Mode.target:
+            reference = specialist_gradient(ctx, cfg.specialist_batch, cfg.grad_clip)
+            dots, squared_norms = streamed_alignment(losses, params, reference, cfg.grad_clip)
+        else:
+            dots, squared_norms = universal_scores(losses, params, cfg.grad_clip)
         scores, norms, seen = self._averaged_over_ranks(ctx, present, dots, squared_norms.sqrt())
         mean_norm = norms[seen].mean()
         applied = all_finite(f"doge at step {ctx.step}", scores, norms) and mean_norm > 0

@@ -1,5 +1,5 @@
 """Importance sampling: alpha_i = n_i / n, the share of specialist `train` sequences whose
-nearest domain is i (`DomainData.target_train_domain`). Static.
+nearest domain is i (`MixerView.target_train_domain`). Static.
 
 Optional additive smoothing s gives alpha_i = (n_i + s) / (n + k s); the default 0 is the
 paper's setting, under which domains without a specialist example get no weight at all.
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from domains.data import DomainData
+from domains.data import MixerView
 from mixers.base import Mixer, MixerConfig
 
 
@@ -21,17 +21,19 @@ class ImportanceConfig(MixerConfig):
     # Pseudo-count added to every domain's specialist count.
     smoothing: float = 0.0
 
+    def __post_init__(self) -> None:
+        if self.smoothing < 0:
+            raise ValueError(f"mixer.smoothing must be >= 0, got {self.smoothing}")
 
-def specialist_histogram(data: DomainData, smoothing: float = 0.0) -> np.ndarray:
+
+def specialist_histogram(data: MixerView, smoothing: float = 0.0) -> np.ndarray:
     """The (smoothed) share of specialist `train` sequences nearest to each domain."""
-    if smoothing < 0:
-        raise ValueError(f"mixer.smoothing must be >= 0, got {smoothing}")
     counts = np.bincount(data.target_train_domain, minlength=data.num_domains).astype(np.float64)
     counts += smoothing
     return counts / counts.sum()
 
 
 class ImportanceMixer(Mixer):
-    def __init__(self, cfg: ImportanceConfig, data: DomainData):
+    def __init__(self, cfg: ImportanceConfig, data: MixerView):
         super().__init__(cfg, data)
         self.weights = specialist_histogram(data, cfg.smoothing)

@@ -5,25 +5,34 @@ time-averaged weights, `mixer=static mixer.path=<proxy run dir> mixer.which=time
 
 - `weights`: one weight per domain, in the data's domain order (renormalised to sum to 1);
 - `path`: a JSON file holding a list (domain order) or a {domain name: weight} mapping; or a run
-  directory / its results.json, from which `which` picks the final weights over the domains
-  (`final`) or the time-averaged weights (`time_averaged`, mixers whose weights are over the
-  domains: DoGE, DGA, ...).
+  directory / its results.json, from which `which` picks the run's final mixture over the
+  domains (`final`) or its time-averaged mixture (`time_averaged`). A run records the mixture a
+  fresh model should sample to reuse its mixer's choice (`Mixer.mixture`): for DoGE its loss
+  weights alpha (its own batches are uniform), for DGA-DR the domain distribution its bases
+  weights stand for.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
 
-from domains.data import DomainData
+from domains.data import MixerView
 from experiments.results import RESULTS_FILE
 from mixers.base import Mixer, MixerConfig
 
+
+class Which(StrEnum):
+    final = "final"
+    time_averaged = "time_averaged"
+
+
 # What `which` reads from a results.json.
-RESULTS_KEYS = {"final": "final_domain_weights", "time_averaged": "time_averaged_weights"}
+RESULTS_KEYS = {Which.final: "final_mixture", Which.time_averaged: "time_averaged_mixture"}
 
 
 @dataclass
@@ -31,7 +40,11 @@ class StaticConfig(MixerConfig):
     name: str = "static"
     weights: list[float] | None = None
     path: str | None = None
-    which: str = "final"
+    which: Which = Which.final
+
+    def __post_init__(self) -> None:
+        if (self.weights is None) == (self.path is None):
+            raise ValueError("the static mixer needs exactly one of mixer.weights and mixer.path")
 
 
 def _by_name(weights: dict[str, float], names: list[str], source: str) -> list[float]:
@@ -45,7 +58,7 @@ def _by_name(weights: dict[str, float], names: list[str], source: str) -> list[f
     return [weights[name] for name in names]
 
 
-def read_weights(path: Path, which: str, names: list[str]) -> list[float]:
+def read_weights(path: Path, which: Which, names: list[str]) -> list[float]:
     """Weights over `names` from a weights file, a results.json or a run directory."""
     if path.is_dir():
         path = path / RESULTS_FILE
@@ -58,9 +71,13 @@ def read_weights(path: Path, which: str, names: list[str]) -> list[float]:
     if isinstance(content, dict) and "status" in content:  # a run's results.json
         if content["status"] != "completed":
             raise ValueError(f"mixer.path: the run in {path.parent} did not complete")
-        if which not in RESULTS_KEYS:
-            raise ValueError(f"mixer.which must be one of {list(RESULTS_KEYS)}, got {which!r}")
-        return _by_name(content[RESULTS_KEYS[which]], names, f"{which} weights of {path}")
+        key = RESULTS_KEYS[Which(which)]
+        if key not in content:
+            raise ValueError(
+                f"mixer.path: {path} has no {key!r} (it was written before runs recorded the "
+                "mixture to reuse); re-run it, or pass its weights with mixer.weights"
+            )
+        return _by_name(content[key], names, f"{which} mixture of {path}")
     if isinstance(content, dict):
         return _by_name(content, names, str(path))
     if isinstance(content, list):
@@ -69,10 +86,8 @@ def read_weights(path: Path, which: str, names: list[str]) -> list[float]:
 
 
 class StaticMixer(Mixer):
-    def __init__(self, cfg: StaticConfig, data: DomainData):
+    def __init__(self, cfg: StaticConfig, data: MixerView):
         super().__init__(cfg, data)
-        if (cfg.weights is None) == (cfg.path is None):
-            raise ValueError("the static mixer needs exactly one of mixer.weights and mixer.path")
         if cfg.weights is not None:
             weights = list(cfg.weights)
         else:

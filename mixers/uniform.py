@@ -4,22 +4,25 @@ training tokens (after any per-domain cap)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
-from domains.data import DomainData
+from domains.data import MixerView
 from mixers.base import Mixer, MixerConfig
+
+
+class UniformWeights(StrEnum):
+    uniform = "uniform"  # 1/k each
+    natural = "natural"  # proportional to training tokens
 
 
 @dataclass
 class UniformConfig(MixerConfig):
     name: str = "uniform"
-    # "uniform" (1/k each) or "natural" (proportional to training tokens).
-    weights: str = "uniform"
+    weights: UniformWeights = UniformWeights.uniform
 
 
 class UniformMixer(Mixer):
-    def __init__(self, cfg: UniformConfig, data: DomainData):
+    def __init__(self, cfg: UniformConfig, data: MixerView):
         super().__init__(cfg, data)
-        if cfg.weights == "natural":
+        if cfg.weights == UniformWeights.natural:
             self.weights = data.token_counts()
-        elif cfg.weights != "uniform":
-            raise ValueError(f"mixer.weights must be 'uniform' or 'natural', got {cfg.weights!r}")

@@ -1,9 +1,10 @@
 """The LightningModule: a GPT trained on a mixture of domains decided by a mixer.
 
 Why batches are drawn inside `training_step` rather than by a DataLoader: the mixture weights can
-change at any step, and Lightning fetches one batch ahead. Drawing here means a mixer's update
-takes effect at the very next batch and the sampler state in a checkpoint matches the steps
-actually taken, so a resumed run continues exactly. The train DataLoader only yields step numbers.
+change at any step, and Lightning fetches one batch ahead. Drawing here (from `MixtureBatches`,
+models/batches.py) means a mixer's update takes effect on the very batch of its step, and the
+sampler state in a checkpoint matches the steps actually taken, so a resumed run continues
+exactly. The train DataLoader only yields step numbers.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from domains.data import DomainData
-from domains.sampler import MixtureSampler
-from mixers.base import Mixer, UpdateContext
+from mixers.base import Mixer
+from models.batches import MixtureBatches
 from models.gpt import GPT, GPTConfig, sequence_loss
 
 # Per-domain validation losses are logged as metrics up to this many domains; beyond it they are
@@ -47,11 +48,6 @@ class TrainConfig:
     # "auto": continue from the run directory's last checkpoint if there is one (and skip a run
     # that already completed there); None: always start fresh; else a checkpoint path.
     resume: str | None = "auto"
-
-
-def derive_seed(*keys: int) -> int:
-    """An independent 63-bit seed for each purpose (train sampler, probes...) from the run seed."""
-    return int(np.random.SeedSequence(list(keys)).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
 class _StepCounter(IterableDataset):
@@ -96,16 +92,16 @@ class MixtureLM(L.LightningModule):
         self.mixer = mixer
         self.seed = seed
         self.max_steps = max_steps
-        self.tokens_seen = 0
-        self.probe_tokens = 0
-        # Seconds spent in training steps (mixer updates included, validation not): the fair
-        # basis for comparing mixers' overhead, and carried across resumes.
+        self.batches: MixtureBatches | None = None  # built in setup, once the rank is known
+        # Seconds spent in training steps (mixer updates included, validation not), and in
+        # mixer updates alone: their ratio is a mixer's wall-clock overhead within this run.
         self.train_seconds = 0.0
+        self.mixer_seconds = 0.0
+        # (step, weights): the weights in force from that step on, recorded after each update.
         self.trajectory: list[tuple[int, list[float]]] = []
         self.initial_metrics: dict[str, float] | None = None
         self.last_metrics: dict[str, float] | None = None
         self.last_validated_step = -1
-        self.train_sampler: MixtureSampler | None = None
         # Per-rank final mixer weights and domain epochs, [world_size, n] (see on_train_end).
         self.rank_weights: np.ndarray | None = None
         self.rank_epochs: np.ndarray | None = None
@@ -113,14 +109,16 @@ class MixtureLM(L.LightningModule):
     # --- set-up -------------------------------------------------------------------------------
 
     def setup(self, stage: str) -> None:
-        if self.train_sampler is not None:
+        if self.batches is not None:
             return
-        # Each rank draws its own sequences; mixer decisions are synchronised by the mixer.
-        sizes = [len(s) for s in self.data.train]
-        rank = self.global_rank
-        self.train_sampler = MixtureSampler(sizes, derive_seed(self.seed, 0, rank))
-        self.probe_sampler = MixtureSampler(sizes, derive_seed(self.seed, 1, rank))
-        self.specialist_rng = np.random.default_rng(derive_seed(self.seed, 2, rank))
+        self.batches = MixtureBatches(
+            self.data,
+            self.seed,
+            self.train_cfg.batch_size,
+            self.model.flops_per_token(),
+            rank=self.global_rank,
+            world_size=self.world_size,
+        )
 
     def configure_optimizers(self):
         cfg = self.train_cfg
@@ -167,45 +165,30 @@ class MixtureLM(L.LightningModule):
     def world_size(self) -> int:
         return self.trainer.world_size if self._trainer is not None else 1
 
-    def _tokens(self, domains: np.ndarray, indices: np.ndarray) -> torch.Tensor:
-        rows = np.empty((len(domains), self.data.seq_len + 1), dtype=np.int64)
-        for d in np.unique(domains):
-            mask = domains == d
-            rows[mask] = self.data.train[d][indices[mask]]
-        return torch.from_numpy(rows).to(self.device)
-
-    def _probe(self, dist: np.ndarray, n: int) -> torch.Tensor:
-        domains, indices = self.probe_sampler.draw(dist, n)
-        self.probe_tokens += n * self.data.seq_len * self.world_size
-        return self._tokens(domains, indices)
-
-    def _specialist(self, n: int) -> torch.Tensor:
-        size = len(self.data.target_train)
-        index = self.specialist_rng.choice(size, size=n, replace=n > size)
-        self.probe_tokens += n * self.data.seq_len * self.world_size
-        return torch.from_numpy(self.data.target_train[index]).to(self.device)
-
     def _all_reduce_mean(self, tensor: torch.Tensor) -> torch.Tensor:
         if self._trainer is None:  # outside a Trainer (benchmarks): one process
             return tensor
         return self.trainer.strategy.reduce(tensor, reduce_op="mean")
 
-    def update_context(
-        self, step: int, tokens: torch.Tensor, domains: torch.Tensor
-    ) -> UpdateContext:
-        """What the mixer sees at an update, given the training batch about to be trained on."""
+    def update_mixer(self, step: int, training_batch) -> dict[str, float]:
+        """One mixer update, timed, with its passes in full precision: under mixed precision
+        (Lightning runs `training_step` in autocast) finite-difference alignment drowns in bf16
+        round-off, so autocast is off for every mixer pass."""
+        started = time.perf_counter()
         lr = self.optimizers().param_groups[0]["lr"] if self._trainer else self.train_cfg.lr
-        return UpdateContext(
-            step=step,
-            lr=lr,
-            model=self.model,
-            sequence_loss=lambda t: sequence_loss(self.model, t),
-            train_batch=tokens,
-            train_domains=domains,
-            probe=self._probe,
-            specialist=self._specialist,
-            all_reduce_mean=self._all_reduce_mean,
+        ctx = self.batches.update_context(
+            step,
+            lr,
+            self.train_cfg.lr,
+            self.model,
+            training_batch,
+            self._all_reduce_mean,
+            self.device,
         )
+        with torch.autocast(self.device.type, enabled=False):
+            logs = self.mixer.update(ctx)
+        self.mixer_seconds += time.perf_counter() - started
+        return logs
 
     # --- training -----------------------------------------------------------------------------
 
@@ -217,26 +200,27 @@ class MixtureLM(L.LightningModule):
 
     def training_step(self, _step: int, batch_idx: int) -> torch.Tensor:
         step = self.global_step
-        domain_ids, indices = self.train_sampler.draw(
-            self.mixer.domain_weights(), self.train_cfg.batch_size
-        )
-        tokens = self._tokens(domain_ids, indices)
-        domains = torch.from_numpy(domain_ids).to(self.device)
-        if not self.trajectory:
-            self.trajectory.append((step, self.mixer.weights.tolist()))
-        if self.mixer.should_update(step):
-            ctx = self.update_context(step, tokens, domains)
-            update_logs = self.mixer.update(ctx)
-            self.trajectory.append((step, self.mixer.weights.tolist()))
-            self._log_weights(update_logs)
+        drawn = []
 
+        def training_batch() -> tuple[torch.Tensor, torch.Tensor]:
+            if not drawn:  # once per step, with the weights in force when first asked for
+                weights = self.mixer.domain_weights()
+                stratified = self.mixer.stratified_batches
+                drawn.append(self.batches.train(weights, self.device, stratified))
+            return drawn[0]
+
+        updated = self.mixer.should_update(step)
+        if updated:
+            self._log_weights(self.update_mixer(step, training_batch))
+        if updated or not self.trajectory:
+            self.trajectory.append((step, self.mixer.weights.tolist()))
+        tokens, domains = training_batch()
         losses = sequence_loss(self.model, tokens)
         loss = self.mixer.training_loss(losses, domains)
         self.mixer.observe_step()
-        self.tokens_seen += tokens.shape[0] * self.data.seq_len * self.world_size
         self.log("train/loss", loss, prog_bar=True)
-        self.log("train/tokens", float(self.tokens_seen), reduce_fx="max")
-        self.log("train/probe_tokens", float(self.probe_tokens), reduce_fx="max")
+        self.log("train/tokens", float(self.batches.tokens_seen), reduce_fx="max")
+        self.log("train/probe_tokens", float(self.batches.probe_tokens), reduce_fx="max")
         self.log("train/lr", self.optimizers().param_groups[0]["lr"])
         return loss
 
@@ -257,7 +241,7 @@ class MixtureLM(L.LightningModule):
             return gathered.reshape(-1, len(values)).cpu().numpy()
 
         self.rank_weights = gather(self.mixer.weights)
-        self.rank_epochs = gather(self.train_sampler.epochs())
+        self.rank_epochs = gather(self.batches.train_sampler.epochs())
 
     # --- validation ---------------------------------------------------------------------------
 
@@ -285,22 +269,20 @@ class MixtureLM(L.LightningModule):
             for key, value in metrics.items()
             if k <= MAX_LOGGED_DOMAINS or not key.startswith("val/domain/")
         }
-        logged["val/tokens"] = float(self.tokens_seen)
+        logged["val/tokens"] = float(self.batches.tokens_seen if self.batches else 0)
         # Every rank computed the same values over all eval sequences: the sync is a formality.
         self.log_dict(logged, sync_dist=True)
 
     # --- checkpoints --------------------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """The run's own state, in plain Python types (loadable with weights_only=True)."""
         checkpoint["mixbench"] = {
             "mixer": self.mixer.state_dict(),
-            "train_sampler": self.train_sampler.state_dict(),
-            "probe_sampler": self.probe_sampler.state_dict(),
-            "specialist_rng": self.specialist_rng.bit_generator.state,
-            "tokens_seen": self.tokens_seen,
-            "probe_tokens": self.probe_tokens,
+            "batches": self.batches.state_dict(),
             "train_seconds": self.train_seconds,
-            "trajectory": self.trajectory,
+            "mixer_seconds": self.mixer_seconds,
+            "trajectory": [[step, weights] for step, weights in self.trajectory],
             "initial_metrics": self.initial_metrics,
         }
 
@@ -308,11 +290,8 @@ class MixtureLM(L.LightningModule):
         state = checkpoint["mixbench"]
         self.setup("fit")
         self.mixer.load_state_dict(state["mixer"])
-        self.train_sampler.load_state_dict(state["train_sampler"])
-        self.probe_sampler.load_state_dict(state["probe_sampler"])
-        self.specialist_rng.bit_generator.state = state["specialist_rng"]
-        self.tokens_seen = state["tokens_seen"]
-        self.probe_tokens = state["probe_tokens"]
+        self.batches.load_state_dict(state["batches"])
         self.train_seconds = state["train_seconds"]
-        self.trajectory = [(step, list(w)) for step, w in state["trajectory"]]
+        self.mixer_seconds = state["mixer_seconds"]
+        self.trajectory = [(step, list(weights)) for step, weights in state["trajectory"]]
         self.initial_metrics = state["initial_metrics"]

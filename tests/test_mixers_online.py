@@ -10,7 +10,6 @@ import torch
 import torch.distributed as dist
 
 from domains.data import DomainData
-from domains.sampler import MixtureSampler
 from domains.synthetic import SyntheticDataConfig, generate
 from mixers import build_mixer
 from mixers.alignment import gradient, trainable_parameters
@@ -18,6 +17,7 @@ from mixers.base import UpdateContext
 from mixers.dga import DGAConfig
 from mixers.dga_dr import DGADRConfig
 from mixers.doge import DoGEConfig, scaled_scores
+from models.batches import MixtureBatches
 from models.gpt import GPT, GPTConfig, sequence_loss
 
 SEQ_LEN = 16
@@ -69,45 +69,39 @@ def context(
     train_batch: int = 16,
     counter: Counter | None = None,
     loss_scale: float = 1.0,
+    stratified: bool = False,
+    peak_lr: float | None = None,
 ) -> UpdateContext:
-    """The context MixtureLM builds at an update step: probe batches from their own sampler,
-    specialist sequences at random, a uniformly drawn training batch; one process."""
+    """The context a training step builds at an update (`MixtureBatches.update_context`, one
+    process), its draws and passes tallied in `counter`, and its losses scaled by `loss_scale`
+    (to inject non-finite values)."""
     counter = counter or Counter()
-    sampler = MixtureSampler([len(s) for s in data.train], seed)
-    rng = np.random.default_rng(seed)
+    batches = MixtureBatches(data, seed, train_batch, model.flops_per_token())
+    drawn = []
 
-    def rows(domains, indices):
-        return torch.from_numpy(
-            np.stack([data.train[d][[i]][0] for d, i in zip(domains, indices, strict=True)])
-        )
+    def training_batch():
+        if not drawn:
+            drawn.append(
+                batches.train(np.full(data.num_domains, 1 / data.num_domains), None, stratified)
+            )
+        return drawn[0]
+
+    ctx = batches.update_context(0, lr, peak_lr or lr, model, training_batch, lambda t: t)
 
     def probe(dist, n):
         counter.probe_sequences += n
         counter.probe_distributions.append(np.asarray(dist))
-        return rows(*sampler.draw(dist, n))
+        return ctx.probe(dist, n)
 
     def specialist(n):
         counter.specialist_sequences += n
-        return torch.from_numpy(data.target_train[rng.choice(len(data.target_train), n)])
+        return ctx.specialist(n)
 
     def loss(tokens):
         counter.forward_passes += 1
-        return sequence_loss(model, tokens) * loss_scale
+        return ctx.sequence_loss(tokens) * loss_scale
 
-    train_domains, train_indices = MixtureSampler([len(s) for s in data.train], seed + 1).draw(
-        np.full(data.num_domains, 1 / data.num_domains), train_batch
-    )
-    return UpdateContext(
-        step=0,
-        lr=lr,
-        model=model,
-        sequence_loss=loss,
-        train_batch=rows(train_domains, train_indices),
-        train_domains=torch.from_numpy(train_domains),
-        probe=probe,
-        specialist=specialist,
-        all_reduce_mean=lambda t: t,
-    )
+    return replace(ctx, probe=probe, specialist=specialist, sequence_loss=loss)
 
 
 def scores_of(logs: dict, names: list[str]) -> np.ndarray:
@@ -119,7 +113,7 @@ def test_positive_alignment_means_a_step_on_the_domain_lowers_the_specialist_los
     loss, and DGA upweights exactly the domains scoring above the weighted average."""
     data = synthetic(target_domains=[0])
     model = small_gpt(data)
-    mixer = build_mixer(DGAConfig(eta=1.0, probe_batch=8), data)
+    mixer = build_mixer(DGAConfig(eta=1.0, probe_batch=8), data.mixer_view())
     counter = Counter()
     logs = mixer.update(context(model, data, counter=counter))
     scores = scores_of(logs, mixer.weight_names)
@@ -147,7 +141,7 @@ def test_beta_one_is_plain_dga_and_smaller_beta_moves_less():
     model = small_gpt(data)
     moves = {}
     for beta in (1.0, 0.5, 0.1):
-        mixer = build_mixer(DGAConfig(eta=5.0, beta=beta), data)
+        mixer = build_mixer(DGAConfig(eta=5.0, beta=beta), data.mixer_view())
         logs = mixer.update(context(model, data))
         scores = scores_of(logs, mixer.weight_names)
         plain = np.exp(5.0 * scores) / np.exp(5.0 * scores).sum()  # softmax(log(1/k) + eta a)
@@ -156,21 +150,26 @@ def test_beta_one_is_plain_dga_and_smaller_beta_moves_less():
     assert moves[1.0] > moves[0.5] > moves[0.1] > 0
 
 
-def test_lr_schedule_scales_eta_by_the_learning_rate():
+def test_lr_schedule_scales_eta_by_the_schedules_share_of_the_peak():
+    """eta_schedule=lr: eta * lr_t / lr_peak, so at the peak the step is eta itself (the
+    default eta=1 moves the weights) and at half the peak it is half."""
     data = synthetic()
     model = small_gpt(data)
-    constant = build_mixer(DGAConfig(eta=0.5), data)
-    constant.update(context(model, data))
-    scaled = build_mixer(DGAConfig(eta=500.0, eta_schedule="lr"), data)
-    scaled.update(context(model, data, lr=1e-3))
-    np.testing.assert_allclose(scaled.weights, constant.weights, rtol=1e-10)
+    view = data.mixer_view()
+    for share in (1.0, 0.5):
+        constant = build_mixer(DGAConfig(eta=0.8 * share), view)
+        constant.update(context(model, data, lr=3e-3))
+        scaled = build_mixer(DGAConfig(eta=0.8, eta_schedule="lr"), view)
+        scaled.update(context(model, data, lr=3e-3 * share, peak_lr=3e-3))
+        np.testing.assert_allclose(scaled.weights, constant.weights, rtol=1e-10)
+    assert np.abs(scaled.weights - 0.25).max() > 1e-3
 
 
 def test_dga_dr_with_identity_bases_is_dga():
     data = synthetic()
     model = small_gpt(data)
-    dga = build_mixer(DGAConfig(eta=2.0, beta=0.5), data)
-    dr = build_mixer(DGADRConfig(eta=2.0, beta=0.5, bases="identity"), data)
+    dga = build_mixer(DGAConfig(eta=2.0, beta=0.5), data.mixer_view())
+    dr = build_mixer(DGADRConfig(eta=2.0, beta=0.5, bases="identity"), data.mixer_view())
     for seed in range(2):  # two successive updates
         logs_dga = dga.update(context(model, data, seed=seed))
         logs_dr = dr.update(context(model, data, seed=seed))
@@ -187,7 +186,7 @@ def test_dga_dr_cost_does_not_grow_with_the_number_of_domains(alignment):
         # Four coarse clusters whatever K: p = 4 bases.
         data = synthetic(num_domains=k, coarse_domains=4, target_domains=[0, 1])
         counter = Counter()
-        mixer = build_mixer(DGADRConfig(alignment=alignment, probe_batch=3), data)
+        mixer = build_mixer(DGADRConfig(alignment=alignment, probe_batch=3), data.mixer_view())
         mixer.update(context(small_gpt(data), data, counter=counter))
         assert len(mixer.weights) == 4
         counts[k] = (counter.probe_sequences, counter.specialist_sequences, counter.forward_passes)
@@ -195,7 +194,7 @@ def test_dga_dr_cost_does_not_grow_with_the_number_of_domains(alignment):
     assert counts[8][:2] == (4 * 3, 16)
     # Plain DGA over the same 32 domains needs one probe batch per domain.
     counter = Counter()
-    build_mixer(DGAConfig(probe_batch=3), data).update(
+    build_mixer(DGAConfig(probe_batch=3), data.mixer_view()).update(
         context(small_gpt(data), data, counter=counter)
     )
     assert counter.probe_sequences == 32 * 3
@@ -205,7 +204,7 @@ def test_dga_dr_probes_each_basis_and_upweights_the_specialists_cluster():
     data = synthetic(num_domains=8, coarse_domains=4, target_domains=[0, 1])
     model = small_gpt(data)
     counter = Counter()
-    mixer = build_mixer(DGADRConfig(eta=2.0, probe_batch=16), data)
+    mixer = build_mixer(DGADRConfig(eta=2.0, probe_batch=16), data.mixer_view())
     mixer.update(context(model, data, counter=counter))
     np.testing.assert_array_equal(np.stack(counter.probe_distributions), mixer.bases)
     assert np.argmax(mixer.weights) == 0  # the basis of cluster {0, 1}
@@ -227,7 +226,7 @@ def test_dga_dr_probes_each_basis_and_upweights_the_specialists_cluster():
 def test_non_finite_gradients_leave_the_weights_unchanged(cfg, bad):
     data = synthetic()
     model = small_gpt(data)
-    mixer = build_mixer(cfg, data)
+    mixer = build_mixer(cfg, data.mixer_view())
     mixer.update(context(model, data))  # move the weights off uniform first
     before = mixer.weights
     params = [p.detach().clone() for p in model.parameters()]
@@ -246,21 +245,29 @@ def flat_gradient(model: GPT, tokens: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("mode", ["universal", "target"])
-def test_doge_scores_follow_their_definition(mode):
+@pytest.mark.parametrize("clip", [None, 0.05])
+def test_doge_scores_follow_their_definition(mode, clip):
     """universal: W_i = <g_i, sum_{j != i} g_j>; target: W_i = <g_i, g_s>; g_i from the domain-i
-    part of the training batch; a domain absent from the batch scores 0."""
+    part of the training batch, each g clipped to `grad_clip` first; a domain absent from an
+    unstratified batch scores 0."""
     data = synthetic()
     model = small_gpt(data)
     counter = Counter()
     ctx = context(model, data, train_batch=3, counter=counter)
-    mixer = build_mixer(DoGEConfig(mode=mode), data)
+    mixer = build_mixer(DoGEConfig(mode=mode, grad_clip=clip, stratified=False), data.mixer_view())
     logs = mixer.update(ctx)
-    domains = ctx.train_domains
+    batch, domains = ctx.training_batch()
     present = torch.unique(domains).tolist()
     assert len(present) < 4  # the test covers an absent domain
-    grads = {i: flat_gradient(model, ctx.train_batch[domains == i]) for i in present}
+
+    def clipped(g):
+        return g if clip is None else g * min(1.0, clip / g.norm().item())
+
+    grads = {i: clipped(flat_gradient(model, batch[domains == i])) for i in present}
+    if clip is not None:  # the clip bites: every raw domain gradient is longer than it
+        assert all(g.norm().item() == pytest.approx(clip, rel=1e-5) for g in grads.values())
     if mode == "target":
-        reference = flat_gradient(model, context(model, data).specialist(16))
+        reference = clipped(flat_gradient(model, context(model, data).specialist(16)))
         assert counter.specialist_sequences == 16
     else:
         assert counter.specialist_sequences == 0
@@ -271,10 +278,25 @@ def test_doge_scores_follow_their_definition(mode):
             expected = torch.dot(grads[i], reference).item()
         else:
             expected = torch.dot(grads[i], sum(grads.values()) - grads[i]).item()
-        assert logs[f"alignment/domain_{i:02d}"] == pytest.approx(expected, rel=1e-4, abs=1e-7)
+        assert logs[f"alignment/domain_{i:02d}"] == pytest.approx(expected, rel=1e-4, abs=1e-9)
     assert counter.probe_sequences == 0
     # Sampling stays uniform; the weights act through the loss.
     np.testing.assert_array_equal(mixer.domain_weights(), np.full(4, 0.25))
+
+
+def test_doge_batches_are_stratified_by_default():
+    """Every training batch holds every domain, so every domain is scored at every update
+    (at k = 16 and batch 16, random batches leave about 35 % of the domains out)."""
+    data = synthetic(num_domains=16)
+    mixer = build_mixer(DoGEConfig(), data.mixer_view())
+    assert mixer.stratified_batches
+    ctx = context(small_gpt(data), data, train_batch=16, stratified=mixer.stratified_batches)
+    logs = mixer.update(ctx)
+    _, domains = ctx.training_batch()
+    assert sorted(domains.tolist()) == list(range(16))
+    assert all(logs[f"alignment/domain_{i:02d}"] != 0 for i in range(16))
+    with pytest.raises(ValueError, match="at least 16"):
+        context(small_gpt(data), data, train_batch=8, stratified=True).training_batch()
 
 
 def test_doge_scaling_and_clipping():
@@ -285,12 +307,14 @@ def test_doge_scaling_and_clipping():
 def test_doge_update_is_the_scaled_score_over_mu():
     data = synthetic()
     model = small_gpt(data)
-    mixer = build_mixer(DoGEConfig(mode="target", mu=0.01, score_max=0.1), data)
+    mixer = build_mixer(
+        DoGEConfig(mode="target", mu=0.01, score_max=0.1, grad_clip=None), data.mixer_view()
+    )
     lr = 0.02
-    logs = mixer.update(context(model, data, lr=lr))
+    logs = mixer.update(context(model, data, lr=lr, stratified=True))
     scores = scores_of(logs, mixer.weight_names)
     scaled = scaled_scores(scores, lr, logs["mean_grad_norm"], 0.1)
-    assert scaled.min() > 0 and scaled.max() == pytest.approx(0.1 * lr)  # the clip bites
+    assert scaled.max() == pytest.approx(0.1 * lr)  # the clip bites
     # log alpha <- log alpha + W / mu, from uniform.
     np.testing.assert_allclose(
         np.log(mixer.weights / mixer.weights[0]), (scaled - scaled[0]) / 0.01
@@ -299,7 +323,7 @@ def test_doge_update_is_the_scaled_score_over_mu():
 
 def test_doge_trains_on_the_alpha_weighted_loss():
     data = synthetic()
-    mixer = build_mixer(DoGEConfig(), data)
+    mixer = build_mixer(DoGEConfig(), data.mixer_view())
     mixer.weights = np.array([0.4, 0.3, 0.2, 0.1])
     losses = torch.tensor([1.0, 3.0, 2.0, 4.0, 8.0])
     domains = torch.tensor([0, 0, 1, 3, 3])  # domain 2 absent from this batch
@@ -325,7 +349,7 @@ def _update_on_rank(rank: int, world: int, tmp: Path) -> None:
     model = small_gpt(data)
     weights = []
     for cfg in (DoGEConfig(mode="target"), DoGEConfig(mode="universal"), DGAConfig(eta=5.0)):
-        mixer = build_mixer(cfg, data)
+        mixer = build_mixer(cfg, data.mixer_view())
         ctx = context(model, data, seed=rank, train_batch=4, lr=0.02)
         mixer.update(replace(ctx, all_reduce_mean=all_reduce_mean))
         weights.append(mixer.weights)

@@ -10,6 +10,7 @@ import pytest
 from experiments.results import read_results
 from experiments.train import train
 from mixers.dga import DGAMixer
+from models.batches import MixtureBatches
 from tests.conftest import FAST, compose_config
 from tests.test_mixers_online import one_thread  # noqa: F401  (autouse fixture)
 
@@ -39,14 +40,18 @@ def test_dga_moves_the_weight_onto_the_specialists_domains(tmp_path):
     assert results["status"] == "completed" and results["steps"] == 32
     assert on_target(results["final_weights"]) > 0.8
     rows = trajectory(run_dir)
-    # The initial weights, then one row per update (steps 0, 4, ..., 28).
-    assert [row["step"] for row in rows] == [0, *range(0, 32, 4)]
-    assert rows[0]["domain_00"] == pytest.approx(1 / 8)
+    # One row per update (steps 0, 4, ..., 28): the weights in force from that step on.
+    assert [row["step"] for row in rows] == list(range(0, 32, 4))
     assert on_target(rows[-1]) == pytest.approx(on_target(results["final_weights"]))
     for row in rows:
         assert sum(v for k, v in row.items() if k != "step") == pytest.approx(1.0)
-    # Probe cost: 8 updates x (8 domains x 8 + 16 specialist sequences) x 32 tokens.
+    # Probe cost: 8 updates x (8 domains x 8 + 16 specialist sequences) x 32 tokens, each
+    # sequence one forward and one backward pass: the training FLOPs of as many tokens.
     assert results["probe_tokens"] == 8 * (8 * 8 + 16) * 32
+    flops_per_token = results["model"]["flops_per_token"]
+    assert results["mixer_flops"] == results["probe_tokens"] * flops_per_token
+    assert results["train_flops"] == results["tokens_trained"] * flops_per_token
+    assert 0 < results["mixer_seconds"] < results["train_seconds"]
     header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {f"mixer/alignment/domain_{i:02d}" for i in range(8)} <= set(header)
     assert {f"mixer/weight/domain_{i:02d}" for i in range(8)} <= set(header)
@@ -64,7 +69,13 @@ def test_doge_target_mode_moves_the_weight_onto_the_specialists_domains_and_hand
     assert on_target(proxy["final_weights"]) > 0.8
     assert on_target(proxy["time_averaged_weights"]) > 0.6
     assert proxy["final_domain_weights"]["domain_03"] == pytest.approx(1 / 4)  # uniform batches
-    assert len(trajectory(proxy_dir)) == 1 + 32  # updated every step
+    # ...but what a fresh model should reuse is alpha, not the sampling distribution.
+    assert proxy["final_mixture"] == proxy["final_weights"]
+    assert len(trajectory(proxy_dir)) == 32  # updated every step
+    # Each step: one forward and backward over the batch (8 sequences, stratified: 2 of each
+    # domain) and over 16 specialist sequences, beyond training.
+    flops_per_token = proxy["model"]["flops_per_token"]
+    assert proxy["mixer_flops"] == 32 * (8 + 16) * 32 * flops_per_token
 
     fresh, _ = run(
         tmp_path,
@@ -75,7 +86,12 @@ def test_doge_target_mode_moves_the_weight_onto_the_specialists_domains_and_hand
         "mixer.which=time_averaged",
     )
     assert fresh["final_weights"] == pytest.approx(proxy["time_averaged_weights"], rel=1e-12)
-    assert fresh["probe_tokens"] == 0
+    assert fresh["probe_tokens"] == fresh["mixer_flops"] == 0
+
+    final, _ = run(
+        tmp_path, "final", "data.num_domains=4", "mixer=static", f"mixer.path={proxy_dir}"
+    )
+    assert final["final_weights"] == pytest.approx(proxy["final_weights"], rel=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -98,11 +114,34 @@ def test_every_mixer_trains_and_records_its_weights(tmp_path, overrides):
     rows = trajectory(run_dir)
     assert list(rows[0])[1:] == list(results["final_weights"])
     online = results["mixer"] != "importance"
-    assert len(rows) == (1 + 32 // 8 if online else 1)
+    assert len(rows) == (32 // 8 if online else 1)
+    assert (results["mixer_flops"] > 0) == online
     if results["mixer"] == "dga_dr":
         assert list(results["final_weights"]) == [f"coarse_{c}" for c in range(4)]
         # 4 updates x (4 bases x 4 + 16 specialist sequences) x 32 tokens, whatever K.
         assert results["probe_tokens"] == 4 * (4 * 4 + 16) * 32
+
+
+def test_every_batch_is_drawn_with_the_weights_recorded_for_its_step(tmp_path, monkeypatch):
+    """weights.csv and the time average hold the weights each batch was drawn with: an update
+    at step s takes effect on step s's own batch."""
+    drawn = []
+    train = MixtureBatches.train
+
+    def recording(self, weights, *args, **kwargs):
+        drawn.append(np.array(weights))
+        return train(self, weights, *args, **kwargs)
+
+    monkeypatch.setattr(MixtureBatches, "train", recording)
+    overrides = ("mixer=dga", "mixer.update_every=4", "mixer.eta=5", "mixer.probe_batch=8")
+    results, run_dir = run(tmp_path, "dga", *overrides)
+    rows = trajectory(run_dir)
+    in_force = {int(row.pop("step")): np.array(list(row.values())) for row in rows}
+    for step, weights in enumerate(drawn):
+        recorded = in_force[max(s for s in in_force if s <= step)]
+        np.testing.assert_allclose(weights, recorded, rtol=1e-7)
+    averaged = np.array(list(results["time_averaged_weights"].values()))
+    np.testing.assert_allclose(averaged, np.mean(drawn, axis=0), rtol=1e-9)
 
 
 @pytest.mark.slow

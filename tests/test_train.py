@@ -3,11 +3,14 @@
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import pytest
+import torch
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
+from experiments.prepare import run as run_prepare
 from experiments.results import read_results
 from experiments.train import train
 from tests.conftest import FAST, compose_config, run_train_cli
@@ -117,3 +120,87 @@ def test_rerunning_a_completed_run_skips_it_and_guards_its_directory(tmp_path):
     assert again == json.loads((tmp_path / "results.json").read_text()) == first
     with pytest.raises(RuntimeError, match="different config"):
         train(compose_config(*FAST, "seed=1"), tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "valid"),
+    [
+        (("mixer=dga", "mixer.alignment=backwrd"), "backward, finite_difference"),
+        (("mixer=dga", "mixer.eta_schedule=cosine"), "constant, lr"),
+        (("mixer=dga", "mixer.normalize=l2"), "none, max_abs"),
+        (("mixer=dga_dr", "mixer.bases=fine"), "coarse, multiscale, identity"),
+        (("mixer=doge", "mixer.mode=univ"), "universal, target"),
+        (("mixer=uniform", "mixer.weights=natrual"), "uniform, natural"),
+        (("mixer=static", "mixer.which=last"), "final, time_averaged"),
+    ],
+)
+def test_a_wrong_choice_fails_at_composition_listing_the_valid_ones(overrides, valid):
+    with pytest.raises((ConfigCompositionException, ValidationError)) as error:
+        compose_config(*overrides)
+    assert valid in str(error.value) + str(error.value.__cause__)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (("mixer=dga", "mixer.eta=-1"), "eta > 0"),
+        (("mixer=doge", "mixer.grad_clip=0"), "grad_clip"),
+        (("mixer=static",), "exactly one of"),
+        (("train.tokens=0",), "less than one training step"),
+        (("train.tokens=255",), "less than one training step"),  # 8 x 32 tokens a step
+        (
+            ("mixer=dga", "mixer.alignment=finite_difference", "trainer.precision=bf16-true"),
+            "32-bit parameters",
+        ),
+    ],
+)
+def test_config_mistakes_fail_before_any_data_is_prepared(overrides, message, monkeypatch):
+    """`data=demo` would embed the corpus for minutes before a mixer is built: the config is
+    checked first, by training and by preparation alike."""
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("data was loaded or prepared before the config was checked")
+
+    monkeypatch.setattr("experiments.train.load_data", no_data)
+    monkeypatch.setattr("experiments.prepare.prepare", no_data)
+    cfg = compose_config(
+        "data=demo", "logger=csv", "train.batch_size=8", "model.context_length=32", *overrides
+    )
+    with pytest.raises(ValueError, match=message):
+        train(cfg, Path(cfg.paths.cache_dir) / "unused")
+    with pytest.raises(ValueError, match=message):
+        run_prepare(cfg)
+
+
+def test_a_truncated_last_checkpoint_falls_back_to_the_previous_one(tmp_path):
+    """A kill during a save used to leave a truncated last.ckpt, and the re-run failed with a
+    zip-archive error. Saves are atomic and keep the previous checkpoint; an unreadable last one
+    is skipped with a warning and the run continues exactly from the previous one."""
+    overrides = (*FAST, "train.checkpoint_every=10", "seed=5")
+    full = train(compose_config(*overrides), tmp_path / "full")
+    saved = sorted(p.name for p in (tmp_path / "full/checkpoints").iterdir())
+    assert saved == ["last.ckpt", "previous.ckpt"]
+
+    resumed_dir = tmp_path / "resumed"
+    shutil.copytree(tmp_path / "full/checkpoints", resumed_dir / "checkpoints")
+    last = resumed_dir / "checkpoints/last.ckpt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    with pytest.warns(UserWarning, match="unreadable.*resuming from .*previous.ckpt"):
+        resumed = train(compose_config(*overrides), resumed_dir)
+    assert resumed["status"] == "completed" and resumed["steps"] == 32
+    assert resumed["metrics_final"] == pytest.approx(full["metrics_final"], rel=1e-6)
+
+
+def test_resume_reads_only_mixbench_checkpoints_and_safely(tmp_path):
+    not_a_checkpoint = tmp_path / "notes.txt"
+    not_a_checkpoint.write_text("hello")
+    with pytest.raises(ValueError, match="unreadable"):
+        train(compose_config(*FAST, f"train.resume={not_a_checkpoint}"), tmp_path / "a")
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(ValueError, match="not a mixbench checkpoint"):
+        train(compose_config(*FAST, f"train.resume={foreign}"), tmp_path / "b")
+    unsafe = tmp_path / "unsafe.ckpt"
+    torch.save({"mixbench": Path("/")}, unsafe)  # an arbitrary object: weights_only refuses it
+    with pytest.raises(ValueError, match="unreadable"):
+        train(compose_config(*FAST, f"train.resume={unsafe}"), tmp_path / "c")

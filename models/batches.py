@@ -1,0 +1,164 @@
+"""Where every sequence a run reads comes from, and what it costs.
+
+`MixtureBatches` owns the three random streams of a run (training batches, mixer probe batches,
+specialist `train` draws), the token counters and the FLOP counter of the mixer's extra passes.
+The LightningModule draws its training batches here and builds each mixer update's context here;
+tests and benchmarks use the same object, so they exercise exactly the paths a run takes.
+
+Cost is counted in FLOPs, not seconds (the machine is shared, so time measures its load): every
+forward pass a mixer makes through the context's `sequence_loss` adds a third of the model's
+training FLOPs per token for each token, and every backward pass through those losses (an
+autograd hook on them) adds the other two thirds. Training steps are counted apart
+(`train_flops`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from domains.data import DomainData
+from domains.sampler import MixtureSampler
+from mixers.base import UpdateContext
+from models.gpt import sequence_loss
+
+TRAIN_STREAM, PROBE_STREAM, SPECIALIST_STREAM = 0, 1, 2
+
+
+def derive_seed(*keys: int) -> int:
+    """An independent 63-bit seed for each purpose (train sampler, probes...) from the run seed."""
+    return int(np.random.SeedSequence(list(keys)).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+class MixtureBatches:
+    """Batches of one process (`rank` of `world_size`); counters are global (all ranks)."""
+
+    def __init__(
+        self,
+        data: DomainData,
+        seed: int,
+        batch_size: int,
+        flops_per_token: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        self.data = data
+        self.batch_size = batch_size
+        self.flops_per_token = flops_per_token
+        self.world_size = world_size
+        sizes = [len(s) for s in data.train]
+        # Each rank draws its own sequences; mixer decisions are synchronised by the mixer.
+        self.train_sampler = MixtureSampler(sizes, derive_seed(seed, TRAIN_STREAM, rank))
+        self.probe_sampler = MixtureSampler(sizes, derive_seed(seed, PROBE_STREAM, rank))
+        self.specialist_rng = np.random.default_rng(derive_seed(seed, SPECIALIST_STREAM, rank))
+        self.tokens_seen = 0
+        self.probe_tokens = 0
+        self.mixer_flops = 0
+
+    @property
+    def seq_len(self) -> int:
+        return self.data.seq_len
+
+    @property
+    def train_flops(self) -> int:
+        return self.tokens_seen * self.flops_per_token
+
+    def _rows(self, domains: np.ndarray, indices: np.ndarray, device) -> torch.Tensor:
+        rows = np.empty((len(domains), self.seq_len + 1), dtype=np.int64)
+        for d in np.unique(domains):
+            mask = domains == d
+            rows[mask] = self.data.train[d][indices[mask]]
+        return torch.from_numpy(rows).to(device)
+
+    def train(
+        self, weights: np.ndarray, device=None, stratified: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next training batch (tokens [B, L + 1], domain of each row) drawn from `weights`
+        over the domains, or `stratified` (every domain present; `weights` unused)."""
+        if stratified:
+            domains, indices = self.train_sampler.draw_stratified(self.batch_size)
+        else:
+            domains, indices = self.train_sampler.draw(weights, self.batch_size)
+        self.tokens_seen += len(domains) * self.seq_len * self.world_size
+        tokens = self._rows(domains, indices, device)
+        return tokens, torch.from_numpy(domains).to(device)
+
+    def probe(self, dist: np.ndarray, n: int, device=None) -> torch.Tensor:
+        """`n` sequences drawn from the distribution `dist` over the domains (probe tokens)."""
+        domains, indices = self.probe_sampler.draw(dist, n)
+        self.probe_tokens += n * self.seq_len * self.world_size
+        return self._rows(domains, indices, device)
+
+    def specialist(self, n: int, device=None) -> torch.Tensor:
+        """`n` sequences of the specialist `train` split, at random (probe tokens)."""
+        size = len(self.data.target_train)
+        index = self.specialist_rng.choice(size, size=n, replace=n > size)
+        self.probe_tokens += n * self.seq_len * self.world_size
+        return torch.from_numpy(self.data.target_train[index]).to(device)
+
+    def counted_loss(self, model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+        """`sequence_loss` of `model` that adds its forward FLOPs to `mixer_flops` at once and
+        its backward FLOPs when a gradient flows back through it."""
+        forward = self.flops_per_token / 3  # forward : backward = 1 : 2
+
+        def loss(tokens: torch.Tensor) -> torch.Tensor:
+            losses = sequence_loss(model, tokens)
+            passed = tokens.shape[0] * (tokens.shape[1] - 1) * self.world_size
+            self.mixer_flops += round(forward * passed)
+            if losses.requires_grad:
+                losses.register_hook(self._backward_counter(round(2 * forward * passed)))
+            return losses
+
+        return loss
+
+    def _backward_counter(self, flops: int) -> Callable[[torch.Tensor], None]:
+        def count(_grad: torch.Tensor) -> None:
+            self.mixer_flops += flops
+
+        return count
+
+    def update_context(
+        self,
+        step: int,
+        lr: float,
+        peak_lr: float,
+        model: nn.Module,
+        training_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]],
+        all_reduce_mean: Callable[[torch.Tensor], torch.Tensor],
+        device=None,
+    ) -> UpdateContext:
+        """What a mixer sees at an update: the model, counted losses, probe and specialist draws
+        on this object's streams, and the step's training batch (drawn when first asked for)."""
+        return UpdateContext(
+            step=step,
+            lr=lr,
+            peak_lr=peak_lr,
+            model=model,
+            sequence_loss=self.counted_loss(model),
+            training_batch=training_batch,
+            probe=lambda dist, n: self.probe(dist, n, device),
+            specialist=lambda n: self.specialist(n, device),
+            all_reduce_mean=all_reduce_mean,
+        )
+
+    def state_dict(self) -> dict:
+        """Plain Python types only (loadable with torch.load(weights_only=True))."""
+        return {
+            "train_sampler": self.train_sampler.state_dict(),
+            "probe_sampler": self.probe_sampler.state_dict(),
+            "specialist_rng": self.specialist_rng.bit_generator.state,
+            "tokens_seen": self.tokens_seen,
+            "probe_tokens": self.probe_tokens,
+            "mixer_flops": self.mixer_flops,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.train_sampler.load_state_dict(state["train_sampler"])
+        self.probe_sampler.load_state_dict(state["probe_sampler"])
+        self.specialist_rng.bit_generator.state = state["specialist_rng"]
+        self.tokens_seen = state["tokens_seen"]
+        self.probe_tokens = state["probe_tokens"]
+        self.mixer_flops = state["mixer_flops"]
