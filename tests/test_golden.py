@@ -1,0 +1,63 @@
+"""Golden runs: a short synthetic run of every mixer, its validation losses and final weights
+pinned in tests/golden/<mixer>.json, so that any change of behaviour shows up in review.
+
+A deliberate change re-pins them: `MIXBENCH_UPDATE_GOLDEN=1 make test` (or this file alone)
+rewrites the files, and the diff shows what moved. The tolerance absorbs float differences
+between CPUs, not changes of method.
+"""
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from experiments.train import train
+from tests.conftest import FAST, compose_config
+from tests.test_mixers_online import one_thread  # noqa: F401  (autouse fixture)
+
+GOLDEN = Path(__file__).parent / "golden"
+UPDATE = os.environ.get("MIXBENCH_UPDATE_GOLDEN") == "1"
+# FAST with a smaller GPT: 32 steps, validation every 8.
+RUN = (*FAST, "model.n_layer=1", "model.d_model=32", "train.eval_every=8", "train.resume=null")
+MIXERS = {
+    "uniform": ("mixer=uniform",),
+    "importance": ("mixer=importance",),
+    "static": ("mixer=static", "mixer.weights=[4,3,2,1,1,1,1,1]"),
+    "doge": ("mixer=doge", "mixer.update_every=4"),
+    "dga": ("mixer=dga", "mixer.update_every=4", "mixer.eta=5"),
+    "dga_fd": (
+        "mixer=dga",
+        "mixer.update_every=4",
+        "mixer.eta=5",
+        "mixer.alignment=finite_difference",
+    ),
+    "dga_dr": ("mixer=dga_dr", "mixer.update_every=4", "mixer.eta=5"),
+}
+
+
+def validation_losses(run_dir: Path) -> dict[str, float]:
+    with open(run_dir / "metrics.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["val/target_loss"]]
+    return {r["step"]: float(r["val/target_loss"]) for r in rows}
+
+
+@pytest.mark.parametrize("name", list(MIXERS))
+def test_golden_run(name, tmp_path):
+    results = train(compose_config(*RUN, *MIXERS[name]), tmp_path)
+    observed = {
+        "target_loss_by_step": validation_losses(tmp_path),
+        "generic_loss": results["metrics_final"]["val/generic_loss"],
+        "final_weights": results["final_weights"],
+        "mixer_flops": results["mixer_flops"],
+    }
+    path = GOLDEN / f"{name}.json"
+    if UPDATE:
+        path.write_text(json.dumps(observed, indent=1, sort_keys=True) + "\n")
+    golden = json.loads(path.read_text())
+    assert observed["mixer_flops"] == golden["mixer_flops"]
+    assert observed["target_loss_by_step"].keys() == golden["target_loss_by_step"].keys()
+    assert observed["target_loss_by_step"] == pytest.approx(golden["target_loss_by_step"], rel=1e-3)
+    assert observed["generic_loss"] == pytest.approx(golden["generic_loss"], rel=1e-3)
+    assert observed["final_weights"] == pytest.approx(golden["final_weights"], abs=1e-3)
