@@ -4,15 +4,31 @@
 leaderboard.md, leaderboard.csv and leaderboard.html (into the first directory, or --out).
 
 Per setting and mixer variant, over the completed seeds: mean and standard deviation (sample,
-ddof=1; undefined for one seed) of the specialist and generic held-out losses; the gain over
-uniform (uniform's mean specialist loss minus this mixer's, so positive is better); probe tokens
-as a share of training tokens; the time spent in training steps (mixer updates included)
-relative to uniform's; and the epochs of the most-repeated domain.
+ddof=1; undefined for one seed) of the specialist and generic held-out losses; the worst generic
+domain's held-out loss (DoReMi's robustness measure); the gain over uniform with its paired 95%
+interval; the compute the mixer spends beyond training; and the epochs of the most-repeated
+domain.
+
+Gain over uniform is paired by seed (runs of one setting with the same seed share the model's
+initialisation and the data order): over the n seeds a variant shares with uniform,
+d_s = uniform's specialist loss - the variant's, and the gain is mean(d) with the Student
+t-interval mean(d) ± t_{0.975, n-1} · sd(d) / √n (analysis.paired); no interval below 3 seeds.
+
+Ranks are ties unless a paired interval separates them: variants in order of mean specialist
+loss; each takes the rank of the current group's leader unless the interval of the leader's and
+its losses, over their shared seeds (at least 3), excludes 0; then it starts a new group, ranked
+by its position (1-based). Tied ranks show as `1=`; the CSV has `rank` and `rank_tied`.
+
+Cost is counted in FLOPs, so it does not depend on machine load: `compute_overhead` = the FLOPs
+of the mixer's own forward/backward passes / the FLOPs of the training steps (mean over seeds).
+Wall clock appears only within a run: `mixer_time_share` = time in mixer updates / time in
+training steps.
 """
 
 from __future__ import annotations
 
 import html
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -20,53 +36,105 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from analysis.results import BASELINE, completed, setting_columns, setting_title
+from analysis import cli
+from analysis.paired import MIN_SEEDS, Interval, compare, tied_ranks
+from analysis.results import (
+    BASELINE,
+    completed,
+    domain_caption,
+    domain_labels,
+    setting_columns,
+    setting_title,
+)
 
 LEADERBOARD_FILES = ("leaderboard.md", "leaderboard.csv", "leaderboard.html")
+# The columns of the leaderboard after the setting's.
+COLUMNS = [
+    "rank",
+    "rank_tied",
+    "mixer_label",
+    "target_loss_mean",
+    "target_loss_std",
+    "seeds",
+    "gain_vs_uniform",
+    "gain_ci_low",
+    "gain_ci_high",
+    "paired_seeds",
+    "gain_excludes_zero",
+    "generic_loss_mean",
+    "generic_loss_std",
+    "worst_domain_loss",
+    "worst_domain",
+    "worst_domain_label",
+    "compute_overhead",
+    "mixer_time_share",
+    "tokens_trained",
+    "probe_tokens",
+    "probe_overhead",
+    "max_domain_epochs",
+]
+NO_INTERVAL = f"no interval (fewer than {MIN_SEEDS} seeds)"
+MARK = "*"  # the gain's interval excludes 0
 
 
-def baseline_mean(frame: pd.DataFrame, column: str, keys: list[str]) -> pd.Series:
-    """For every row, the mean of `column` over the uniform rows of the same setting (NaN where
-    the setting has no uniform run)."""
-    baseline = frame[column].where(frame["mixer_label"] == BASELINE)
-    return baseline.groupby([frame[k] for k in keys], dropna=False).transform("mean")
+def _same_for_all(values: pd.Series) -> str | None:
+    """The value every run has (None when they differ or one is missing)."""
+    return values.iloc[0] if values.notna().all() and values.nunique() == 1 else None
+
+
+def _setting_board(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The leaderboard rows of one setting's completed runs: one per mixer variant."""
+    board = rows.groupby("mixer_label").agg(
+        target_loss_mean=("target_loss", "mean"),
+        target_loss_std=("target_loss", "std"),
+        seeds=("target_loss", "size"),
+        generic_loss_mean=("generic_loss", "mean"),
+        generic_loss_std=("generic_loss", "std"),
+        worst_domain_loss=("worst_domain_loss", "mean"),
+        worst_domain=("worst_domain", _same_for_all),
+        compute_overhead=("compute_overhead", "mean"),
+        mixer_time_share=("mixer_time_share", "mean"),
+        tokens_trained=("tokens_trained", "mean"),
+        probe_tokens=("probe_tokens", "mean"),
+        max_domain_epochs=("max_domain_epochs", "mean"),
+    )
+    board["worst_domain_label"] = board["worst_domain"].map(domain_labels(rows).get)
+    board["probe_overhead"] = board["probe_tokens"] / board["tokens_trained"]
+    # Specialist loss per seed (rows) and variant: the pairs of every comparison.
+    by_seed = rows.dropna(subset=["seed"]).pivot_table(
+        index="seed", columns="mixer_label", values="target_loss", aggfunc="mean"
+    )
+    gains = [
+        Interval(0.0, math.nan, math.nan, seeds)  # uniform against itself: no interval
+        if label == BASELINE
+        else compare(by_seed.get(BASELINE), by_seed.get(label))
+        for label, seeds in board["seeds"].items()
+    ]
+    board["gain_vs_uniform"] = [gain.mean for gain in gains]
+    board["gain_ci_low"] = [gain.low for gain in gains]
+    board["gain_ci_high"] = [gain.high for gain in gains]
+    board["paired_seeds"] = [gain.n for gain in gains]
+    board["gain_excludes_zero"] = [gain.excludes_zero for gain in gains]
+    order = board["target_loss_mean"].sort_values(kind="stable").index.tolist()
+    board["rank"] = pd.Series(tied_ranks(by_seed, order))
+    board["rank_tied"] = board["rank"].duplicated(keep=False)
+    board = board.reset_index()
+    for key in keys:
+        board[key] = rows[key].iloc[0]
+    return board
 
 
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (setting, mixer variant) over its completed runs, ranked within the setting
-    (rank 1 = lowest mean specialist loss). Settings come from `setting_columns(runs)`."""
+    (rank 1 = lowest mean specialist loss, ties where paired intervals cannot separate
+    variants). Settings come from `setting_columns(runs)`."""
     keys = setting_columns(runs)
     done = completed(runs)
     if done.empty:
-        return pd.DataFrame(columns=[*keys, "rank", "mixer_label"])
-    board = (
-        done.groupby([*keys, "mixer_label"], dropna=False)
-        .agg(
-            target_loss_mean=("target_loss", "mean"),
-            target_loss_std=("target_loss", "std"),
-            seeds=("target_loss", "size"),
-            generic_loss_mean=("generic_loss", "mean"),
-            generic_loss_std=("generic_loss", "std"),
-            tokens_trained=("tokens_trained", "mean"),
-            probe_tokens=("probe_tokens", "mean"),
-            train_seconds=("train_seconds", "mean"),
-            max_domain_epochs=("max_domain_epochs", "mean"),
-        )
-        .reset_index()
-    )
-    board["gain_vs_uniform"] = (
-        baseline_mean(board, "target_loss_mean", keys) - board["target_loss_mean"]
-    )
-    board["probe_overhead"] = board["probe_tokens"] / board["tokens_trained"]
-    board["time_overhead"] = (
-        board["train_seconds"] / baseline_mean(board, "train_seconds", keys) - 1
-    )
-    board["rank"] = (
-        board.groupby(keys, dropna=False)["target_loss_mean"].rank(method="min").astype(int)
-    )
-    ordered = [*keys, "rank", "mixer_label"]
-    board = board[ordered + [c for c in board.columns if c not in ordered]]
-    return board.sort_values([*keys, "rank", "mixer_label"], na_position="last").reset_index(
+        return pd.DataFrame(columns=[*keys, *COLUMNS])
+    boards = [_setting_board(rows, keys) for _, rows in done.groupby(keys, dropna=False)]
+    board = pd.concat(boards, ignore_index=True)[[*keys, *COLUMNS]]
+    return board.sort_values([*keys, "rank", "target_loss_mean", "mixer_label"]).reset_index(
         drop=True
     )
 
@@ -82,32 +150,66 @@ def _number(value: float, digits: int = 4) -> str:
     return "–" if pd.isna(value) else f"{value:.{digits}f}"
 
 
-def _percent(value: float) -> str:
-    return "–" if pd.isna(value) else f"{100 * value:+.1f} %"
+def _share(value: float) -> str:
+    return "–" if pd.isna(value) else f"{100 * value:.1f} %"
+
+
+def _gain_cell(row) -> str:
+    if row.mixer_label == BASELINE:
+        return "0 (baseline)"
+    if pd.isna(row.gain_vs_uniform):
+        return "–"
+    gain = f"{row.gain_vs_uniform:+.4f}"
+    if pd.isna(row.gain_ci_low):
+        return f"{gain}, {NO_INTERVAL}"
+    mark = f" {MARK}" if row.gain_excludes_zero else ""
+    return f"{gain} [{row.gain_ci_low:+.4f}, {row.gain_ci_high:+.4f}]{mark}"
+
+
+def gain_cells(board: pd.DataFrame) -> list[str]:
+    """The gain over uniform of every row as shown in the tables, e.g. `+0.1230 [+0.0500,
+    +0.1960] *` (* : the interval excludes 0), or `+0.1000, no interval (fewer than 3 seeds)`."""
+    return [_gain_cell(row) for row in board.itertuples(index=False)]
+
+
+def _worst_cell(loss: float, name: str | None, label: str | None) -> str:
+    if pd.isna(loss) or not isinstance(name, str):
+        return _number(loss)
+    return f"{_number(loss)} ({domain_caption(name, {name: label})})"
 
 
 def display_table(board: pd.DataFrame) -> pd.DataFrame:
     """The rows of one setting as strings, with readable column names."""
     return pd.DataFrame(
         {
-            "Rank": board["rank"],
+            "Rank": [
+                f"{rank}=" if tied else str(rank)
+                for rank, tied in zip(board["rank"], board["rank_tied"], strict=True)
+            ],
             "Mixer": board["mixer_label"],
             "Specialist loss": [
                 f"{_number(m)} ± {_number(s)}"
                 for m, s in zip(board["target_loss_mean"], board["target_loss_std"], strict=True)
             ],
             "Seeds": board["seeds"],
+            "Gain vs uniform [95% CI]": gain_cells(board),
+            "Paired seeds": board["paired_seeds"],
             "Generic loss": [
                 f"{_number(m)} ± {_number(s)}"
                 for m, s in zip(board["generic_loss_mean"], board["generic_loss_std"], strict=True)
             ],
-            "Gain vs uniform": [
-                "–" if pd.isna(g) else f"{g:+.4f}" for g in board["gain_vs_uniform"]
+            "Worst domain loss": [
+                _worst_cell(*values)
+                for values in zip(
+                    board["worst_domain_loss"],
+                    board["worst_domain"],
+                    board["worst_domain_label"],
+                    strict=True,
+                )
             ],
-            "Probe tokens": board["probe_overhead"].map(
-                lambda p: "–" if pd.isna(p) else f"{100 * p:.1f} %"
-            ),
-            "Step time vs uniform": board["time_overhead"].map(_percent),
+            "Extra compute": board["compute_overhead"].map(_share),
+            "Mixer time share": board["mixer_time_share"].map(_share),
+            "Probe tokens": board["probe_overhead"].map(_share),
             "Max domain epochs": board["max_domain_epochs"].map(lambda e: _number(e, 2)),
         }
     )
@@ -139,10 +241,28 @@ def _problem_display(problems: pd.DataFrame) -> pd.DataFrame:
 
 NOTE = (
     "Specialist loss: held-out specialist (target) loss, mean ± std over seeds (lower is "
-    "better; rank 1 = best in the setting). Gain vs uniform: uniform's specialist loss minus "
-    "this mixer's (positive = better). Probe tokens: extra tokens mixers read, as a share of "
-    "training tokens. Step time vs uniform: time in training steps (mixer updates included) "
-    "relative to uniform's. Max domain epochs: epochs of the most-repeated domain."
+    "better). Rank: by mean specialist loss, 1 = best in the setting; `1=` marks variants the "
+    "paired intervals cannot separate (method below). Gain vs uniform: uniform's specialist "
+    "loss minus this mixer's, paired by seed (positive = better), with its 95% interval; "
+    f"{MARK} marks an interval that excludes 0. Paired seeds: the seeds this mixer shares with "
+    "uniform. Generic loss: mean held-out loss over the generic domains. Worst domain loss: the "
+    "highest held-out loss of any generic domain, mean over seeds, with that domain when it is "
+    "the same for every seed. Extra compute: FLOPs of the mixer's own forward and backward "
+    "passes as a share of the training steps' FLOPs. Mixer time share: share of each run's "
+    "training-step time spent in mixer updates (wall clock within the run). Probe tokens: extra "
+    "tokens mixers read, as a share of training tokens. Max domain epochs: epochs of the "
+    "most-repeated domain."
+)
+METHOD = (
+    "Method: runs of one setting with the same seed share the model initialisation and the data "
+    "order, so mixers are compared seed by seed. Gain: over the n seeds a mixer shares with "
+    "uniform, d_s = uniform's specialist loss - the mixer's; shown is mean(d) with the 95% "
+    "Student t-interval mean(d) ± t(0.975, n-1) · sd(d) / √n, or, below "
+    f"{MIN_SEEDS} paired seeds, `{NO_INTERVAL}`. Ranks: variants in order of mean specialist loss; "
+    "each shares the rank of the current group's leader unless the paired interval of the "
+    "leader's and its losses (over their shared seeds, at least "
+    f"{MIN_SEEDS}) excludes 0, in which case it starts a new group, ranked by its position. "
+    f"Two variants with fewer than {MIN_SEEDS} shared seeds cannot be separated: they tie."
 )
 
 
@@ -152,6 +272,8 @@ def to_markdown(sections: list[tuple[str, pd.DataFrame]], problems: pd.DataFrame
         align = ["left" if column == "Mixer" else "right" for column in table.columns]
         markdown = table.to_markdown(index=False, disable_numparse=True, colalign=align)
         parts += [f"## {title}", "", markdown, ""]
+    if sections:
+        parts += [METHOD, ""]
     if not problems.empty:
         parts += ["## Runs that did not complete", ""]
         parts += [_problem_display(problems).to_markdown(index=False, disable_numparse=True), ""]
@@ -170,6 +292,8 @@ def to_html(sections: list[tuple[str, pd.DataFrame]], problems: pd.DataFrame) ->
     ]
     for title, table in sections:
         parts += [f"<h2>{html.escape(title)}</h2>", table.to_html(index=False)]
+    if sections:
+        parts.append(f"<p>{html.escape(METHOD)}</p>")
     if not problems.empty:
         parts += ["<h2>Runs that did not complete</h2>"]
         parts += [_problem_display(problems).to_html(index=False)]
@@ -183,10 +307,15 @@ def print_leaderboard(
     for title, table in sections:
         rich_table = Table(title=title, title_justify="left")
         for column in table.columns:
-            rich_table.add_column(column, justify="left" if column == "Mixer" else "right")
+            if column == "Mixer":  # never wrapped: a variant's name is one word
+                rich_table.add_column(column, justify="left", no_wrap=True)
+            else:
+                rich_table.add_column(column, justify="right")
         for row in table.itertuples(index=False):
             rich_table.add_row(*(Text(str(cell)) for cell in row))  # no markup
         console.print(rich_table)
+    if sections:
+        console.print(Text(METHOD))
     if not problems.empty:
         rich_table = Table(title="Runs that did not complete", title_justify="left")
         shown = _problem_display(problems)
@@ -217,11 +346,11 @@ def write_leaderboard(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from analysis.report import main as report_main  # the shared CLI; it builds on this module
-
-    description = __doc__.split("\n")[0]
-    return report_main(
-        argv, plots=False, description=description, prog="python -m analysis.leaderboard"
+    return cli.main(
+        argv,
+        write_leaderboard,
+        prog="python -m analysis.leaderboard",
+        description=__doc__.split("\n")[0],
     )
 
 

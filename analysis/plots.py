@@ -4,10 +4,15 @@
 
 - loss_curves.png: held-out specialist loss against training tokens, per mixer and setting;
 - weight_trajectories.png: the mixture weights of every online mixer over training (stacked,
-  the most-weighted components named, the rest summed as "other");
+  the most-weighted components named, with their description when the run recorded one, the
+  rest summed as "other");
 - loss_vs_train_tokens.png, loss_vs_tokens_per_domain.png, loss_vs_num_domains.png: final
   specialist loss against each axis the sweep varies (skipped, with a message, otherwise);
-- overhead.png: probe tokens and time in training steps relative to uniform, per mixer.
+- gain_vs_uniform.png: each mixer's specialist-loss gain over uniform, paired by seed, with its
+  95% interval where at least 3 seeds pair up (see analysis.leaderboard);
+- overhead.png: per mixer, the extra compute (FLOPs of its own passes / training FLOPs), the
+  share of each run's training-step time spent in mixer updates, and the probe tokens read.
+  Wall clock is never compared across runs: runs made at different times see different loads.
 
 Every figure shows a mixer in the same colour (`mixer_colours`). The functions return matplotlib
 Figures (None, with the reason logged, when there is nothing to draw), so notebooks can show them.
@@ -29,14 +34,18 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex, to_rgb
 from matplotlib.figure import Figure
-from matplotlib.ticker import EngFormatter, NullFormatter, StrMethodFormatter
+from matplotlib.ticker import EngFormatter, MaxNLocator, NullFormatter, StrMethodFormatter
 from matplotlib.transforms import offset_copy
 
-from analysis.leaderboard import baseline_mean
+from analysis import cli
+from analysis.leaderboard import MARK, aggregate, gain_cells
+from analysis.paired import MIN_SEEDS
 from analysis.results import (
     BASELINE,
     TARGET_LOSS,
     completed,
+    domain_caption,
+    domain_labels,
     load_trajectory,
     setting_columns,
     setting_title,
@@ -190,10 +199,19 @@ def plot_loss_curves(runs: pd.DataFrame) -> Figure | None:
     return fig
 
 
+def _updates_weights(rows: pd.DataFrame) -> bool:
+    """Whether the runs' mixer updates its weights during training (`mixer.update_every` > 0);
+    its trajectory may hold one row, the weights of its only update, kept to the end."""
+    if "config.mixer.update_every" not in rows:
+        return False
+    return bool((pd.to_numeric(rows["config.mixer.update_every"], errors="coerce") > 0).any())
+
+
 def _mean_trajectory(rows: pd.DataFrame) -> tuple[pd.DataFrame, float, bool]:
     """Mean over seeds of the runs' weight trajectories, indexed by training tokens (the weights
     in force from then on: the last row of a step, each run carried forward between its
-    updates); the tokens at the end of training; and whether any run's weights ever moved."""
+    updates); the tokens at the end of training; and whether any run's weights ever moved
+    within its trajectory."""
     trajectories, moved = [], False
     for run_dir, files, tokens, steps in rows[
         ["run_dir", "files", "tokens_trained", "steps"]
@@ -218,10 +236,15 @@ def _top_components(trajectory: pd.DataFrame, top: int) -> list[str]:
 
 
 def _stacked_weights(
-    ax: Axes, trajectory: pd.DataFrame, end: float, named: list[str], colours: dict[str, str]
+    ax: Axes,
+    trajectory: pd.DataFrame,
+    end: float,
+    named: list[str],
+    colours: dict[str, str],
+    labels: dict[str, str],
 ) -> None:
-    """Stacked areas, piecewise constant between updates: the `named` components, then the rest
-    summed as "other (n)"."""
+    """Stacked areas, piecewise constant between updates: the `named` components (in the legend
+    with the start of their description in `labels`), then the rest summed as "other (n)"."""
     layers = trajectory[named].copy()
     rest = [c for c in trajectory.columns if c not in named]
     if rest:
@@ -232,8 +255,9 @@ def _stacked_weights(
     for column in layers.columns:
         top_edge = bottom + layers[column].to_numpy()
         colour = colours.get(column, OTHER_COLOUR)
+        caption = domain_caption(column, labels)
         ax.fill_between(
-            layers.index, bottom, top_edge, step="post", color=colour, label=column, lw=0
+            layers.index, bottom, top_edge, step="post", color=colour, label=caption, lw=0
         )
         bottom = top_edge
     ax.set_xlim(layers.index[0], layers.index[-1])
@@ -250,6 +274,7 @@ class _TrajectoryPanel(NamedTuple):
     setting: dict
     trajectory: pd.DataFrame
     end: float
+    domain_labels: dict[str, str]
 
 
 def plot_weight_trajectories(runs: pd.DataFrame, top: int = 6) -> Figure | None:
@@ -259,12 +284,14 @@ def plot_weight_trajectories(runs: pd.DataFrame, top: int = 6) -> Figure | None:
     panels = []
     for values, rows in _with_files(runs).groupby(["mixer_label", *keys], dropna=False):
         trajectory, end, moved = _mean_trajectory(rows)
-        if moved:
+        if not trajectory.empty and (moved or _updates_weights(rows)):
             setting = dict(zip(keys, values[1:], strict=True))
-            panels.append(_TrajectoryPanel(values[0], len(rows), setting, trajectory, end))
+            labels = domain_labels(rows)
+            panels.append(_TrajectoryPanel(values[0], len(rows), setting, trajectory, end, labels))
     if not panels:
         log.info(
-            "weight trajectories: skipped, no run of an online mixer (their weights never moved)"
+            "weight trajectories: skipped, no run of an online mixer (one that updates its "
+            "weights) has a weight trajectory"
         )
         return None
     if len(panels) > MAX_PANELS:
@@ -281,7 +308,9 @@ def plot_weight_trajectories(runs: pd.DataFrame, top: int = 6) -> Figure | None:
     fig, axes = _grid(len(panels), width=6.5)
     varying, shared = _varying([panel.setting for panel in panels])
     for ax, names, panel in zip(axes, named, panels, strict=True):
-        _stacked_weights(ax, panel.trajectory, panel.end, names, component_colours)
+        _stacked_weights(
+            ax, panel.trajectory, panel.end, names, component_colours, panel.domain_labels
+        )
         title = f"{panel.label} ({panel.seeds} seeds)"
         if varying:
             title += f"\n{setting_title(panel.setting, varying)}"
@@ -365,39 +394,93 @@ def plot_scaling(runs: pd.DataFrame, axis: str) -> Figure | None:
     return fig
 
 
+def _seeds(n: int) -> str:
+    return f"{n} seed" if n == 1 else f"{n} seeds"
+
+
+def _gain_point(ax: Axes, y: int, row, text: str, colour: str) -> None:
+    """One variant's gain at height `y`: a point, its interval as an error bar (if it has one),
+    and `text` above it."""
+    interval = pd.notna(row.gain_ci_low)
+    error = [[row.gain_vs_uniform - row.gain_ci_low], [row.gain_ci_high - row.gain_vs_uniform]]
+    ax.errorbar(
+        row.gain_vs_uniform, y, xerr=error if interval else None, fmt="o", capsize=4, color=colour
+    )
+    if not interval:
+        text = f"{_seeds(row.paired_seeds)}: no interval"
+    ax.annotate(
+        text,
+        (row.gain_vs_uniform, y),
+        xytext=(0, 7),
+        textcoords="offset points",
+        ha="center",
+        fontsize=8,
+    )
+
+
+def plot_gains(runs: pd.DataFrame) -> Figure | None:
+    """Per setting, each mixer variant's specialist-loss gain over uniform, paired by seed
+    (positive = better), with its 95% t-interval as an error bar where at least MIN_SEEDS seeds
+    pair up and "n seeds: no interval" otherwise (numbers from `aggregate`)."""
+    board = aggregate(runs)
+    shown = board[(board["mixer_label"] != BASELINE) & board["gain_vs_uniform"].notna()]
+    panels = _panels(shown, setting_columns(runs), "gain vs uniform")
+    if not panels:
+        log.info("gain vs uniform: skipped, no mixer shares a seed with a uniform run")
+        return None
+    colours = mixer_colours(runs["mixer_label"])
+    rows_per_panel = max(len(rows) for _, rows in panels)
+    fig, axes = _grid(len(panels), height=max(2.5, 0.6 * rows_per_panel + 1.5))
+    for ax, (_, rows) in zip(axes, panels, strict=True):
+        texts = gain_cells(rows)
+        for y, (row, text) in enumerate(zip(rows.itertuples(index=False), texts, strict=True)):
+            _gain_point(ax, y, row, text, colours[row.mixer_label])
+        ax.set_yticks(range(len(rows)), rows["mixer_label"])
+        ax.set_ylim(len(rows) - 0.4, -0.7)  # best-ranked on top, room for the labels
+        ax.axvline(0, color=colours[BASELINE], lw=1, ls="--")
+        ax.margins(x=0.3)  # room for the labels beside the outermost points
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.set_xlabel(f"specialist-loss gain over {BASELINE} (nats/token; > 0: better)")
+        ax.grid(axis="x", alpha=0.3)
+    _titles(
+        fig,
+        axes,
+        [setting for setting, _ in panels],
+        f"Gain over {BASELINE}, paired by seed (95% t-interval where ≥ {MIN_SEEDS} seeds pair up; "
+        f"{MARK}: excludes 0)",
+    )
+    return fig
+
+
+# Overhead columns: (column, x-axis label, panel title).
+OVERHEADS = (
+    ("compute_overhead", "mixer FLOPs (% of training FLOPs)", "Extra compute"),
+    (
+        "mixer_time_share",
+        "time in mixer updates (% of the run's training-step time)",
+        "Time in mixer updates (within each run)",
+    ),
+    ("probe_share", "probe tokens (% of training tokens)", "Extra data read"),
+)
+
+
 def plot_overhead(runs: pd.DataFrame) -> Figure | None:
-    """Per mixer variant over all its runs (mean ± std): probe tokens as a share of training
-    tokens, and time in training steps relative to uniform in the same setting (or, when no
-    setting has a uniform run, seconds per 1,000 training tokens)."""
+    """Per mixer variant over all its runs (mean ± std): the FLOPs of the mixer's own forward and
+    backward passes as a share of the training steps' FLOPs, the share of each run's
+    training-step time spent in mixer updates (wall clock, compared within a run only), and
+    probe tokens as a share of training tokens. Runs that did not record a number show n/a."""
     done = completed(runs).copy()
     if done.empty:
         log.info("overhead: skipped, no completed runs")
         return None
-    done["probe_share"] = 100 * done["probe_tokens"] / done["tokens_trained"]
-    relative = done["train_seconds"] / baseline_mean(done, "train_seconds", setting_columns(runs))
-    if relative.notna().any():
-        done["step_time"] = 100 * (relative - 1)
-        time_axis, time_format = f"time in training steps vs {BASELINE} (%)", "{:+.1f} %"
-        time_title = "Compute overhead"
-    else:
-        done["step_time"] = 1000 * done["train_seconds"] / done["tokens_trained"]
-        time_axis, time_format = "time in training steps per 1,000 tokens (s)", "{:.2f} s"
-        time_title = f"Compute (no {BASELINE} run to compare with)"
-    stats = done.groupby("mixer_label")[["probe_share", "step_time"]].agg(["mean", "std"])
+    done["probe_share"] = done["probe_tokens"] / done["tokens_trained"]
+    columns = [column for column, _, _ in OVERHEADS]
+    stats = 100 * done.groupby("mixer_label")[columns].agg(["mean", "std"])
     labels = list(stats.index)
     colours = mixer_colours(runs["mixer_label"])
-    fig, axes = _grid(2, width=5.5, height=max(2.5, 0.45 * len(labels) + 1.5))
+    fig, axes = _grid(len(OVERHEADS), width=5.5, height=max(2.5, 0.45 * len(labels) + 1.5))
     positions = np.arange(len(labels))
-    for ax, column, xlabel, number, title in (
-        (
-            axes[0],
-            "probe_share",
-            "probe tokens (% of training tokens)",
-            "{:.1f} %",
-            "Extra data read",
-        ),
-        (axes[1], "step_time", time_axis, time_format, time_title),
-    ):
+    for ax, (column, xlabel, title) in zip(axes, OVERHEADS, strict=True):
         means = stats[(column, "mean")]
         ax.barh(
             positions,
@@ -407,7 +490,7 @@ def plot_overhead(runs: pd.DataFrame) -> Figure | None:
             capsize=3,
         )
         for y, value in zip(positions, means, strict=True):
-            text = "n/a" if pd.isna(value) else number.format(value)
+            text = "n/a" if pd.isna(value) else f"{value:.1f} %"
             at = 0 if pd.isna(value) else max(value, 0)
             ax.annotate(text, (at, y), xytext=(4, 8), textcoords="offset points", fontsize=8)
         ax.set_yticks(positions, labels)
@@ -428,6 +511,7 @@ FIGURES: dict[str, Callable[[pd.DataFrame], Figure | None]] = {
         f"loss_vs_{axis}.png": (lambda runs, axis=axis: plot_scaling(runs, axis))
         for axis in SCALING_AXES
     },
+    "gain_vs_uniform.png": plot_gains,
     "overhead.png": plot_overhead,
 }
 
@@ -446,11 +530,11 @@ def write_plots(runs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from analysis.report import main as report_main  # the shared CLI; it builds on this module
-
-    description = __doc__.split("\n")[0]
-    return report_main(
-        argv, leaderboard=False, description=description, prog="python -m analysis.plots"
+    return cli.main(
+        argv,
+        lambda runs, out_dir, _console: write_plots(runs, Path(out_dir) / "plots"),
+        prog="python -m analysis.plots",
+        description=__doc__.split("\n")[0],
     )
 
 

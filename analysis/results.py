@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 TARGET_LOSS = "val/target_loss"
 GENERIC_LOSS = "val/generic_loss"
+DOMAIN_LOSS = "val/domain/"  # + domain name: held-out loss on one generic domain
 # The variant every other mixer is measured against.
 BASELINE = "uniform"
 
@@ -121,6 +122,43 @@ def _metric(metrics: dict | None, key: str) -> float:
     return float(value) if value is not None else math.nan
 
 
+def _ratio(numerator: object, denominator: object) -> float:
+    """numerator / denominator, NaN when either is missing or the denominator is not positive."""
+    if numerator is None or denominator is None or not denominator > 0:
+        return math.nan
+    return float(numerator) / float(denominator)
+
+
+def worst_domain(metrics: dict | None) -> tuple[str | None, float]:
+    """The generic domain with the highest held-out loss (`val/domain/<name>`) and that loss;
+    (None, NaN) when the metrics hold no per-domain loss."""
+    losses = {
+        key.removeprefix(DOMAIN_LOSS): float(value)
+        for key, value in (metrics or {}).items()
+        if key.startswith(DOMAIN_LOSS) and value is not None
+    }
+    if not losses:
+        return None, math.nan
+    name = max(losses, key=losses.get)
+    return name, losses[name]
+
+
+def domain_labels(runs: pd.DataFrame) -> dict[str, str]:
+    """{domain name: description} as recorded by the first of `runs` that has them (runs of one
+    setting share their domains); {} when none has."""
+    return next((d for d in runs["domain_labels"] if isinstance(d, dict)), {})
+
+
+def domain_caption(name: str, labels: dict | None, parts: int = 2) -> str:
+    """A domain's name and the start of its description, e.g. `domain_07 bbc/tech: phone,
+    mobile` for the label "bbc/tech: phone, mobile, users" (its first `parts` comma-separated
+    pieces); just the name when it has no label other than itself."""
+    label = (labels or {}).get(name)
+    if not isinstance(label, str) or label in ("", name):
+        return name
+    return f"{name} {', '.join(label.split(', ')[:parts])}"
+
+
 def run_row(record: dict, run_dir: str | None) -> dict:
     """One row of the runs table from a results record (the contents of results.json)."""
     config = record.get("config") or {}
@@ -129,6 +167,8 @@ def run_row(record: dict, run_dir: str | None) -> dict:
     error = record.get("error")
     epochs = record.get("domain_epochs") or {}
     domain_tokens = record.get("domain_tokens") or {}
+    worst, worst_loss = worst_domain(record.get("metrics_final"))
+    train_seconds = record.get("train_seconds", math.nan)
     row = {
         "run_dir": run_dir,
         "status": record.get("status", "unknown"),
@@ -141,18 +181,28 @@ def run_row(record: dict, run_dir: str | None) -> dict:
         **{column: flat.get(key) for column, key in SETTING_KEYS.items()},
         "target_loss": _metric(record.get("metrics_final"), TARGET_LOSS),
         "generic_loss": _metric(record.get("metrics_final"), GENERIC_LOSS),
+        "worst_domain_loss": worst_loss,
+        "worst_domain": worst,
         "target_loss_initial": _metric(record.get("metrics_initial"), TARGET_LOSS),
         "steps": record.get("steps", math.nan),
         "tokens_trained": record.get("tokens_trained", math.nan),
         "probe_tokens": record.get("probe_tokens", math.nan),
         "wall_clock_s": record.get("wall_clock_s", math.nan),
-        "train_seconds": record.get("train_seconds", math.nan),
+        "train_seconds": train_seconds,
+        # Cost: FLOPs of the mixer's extra passes and of the training steps (absent before they
+        # were recorded), and seconds inside mixer updates (a part of train_seconds).
+        "mixer_flops": record.get("mixer_flops", math.nan),
+        "train_flops": record.get("train_flops", math.nan),
+        "mixer_seconds": record.get("mixer_seconds", math.nan),
+        "compute_overhead": _ratio(record.get("mixer_flops"), record.get("train_flops")),
+        "mixer_time_share": _ratio(record.get("mixer_seconds"), train_seconds),
         "max_domain_epochs": max(epochs.values()) if epochs else math.nan,
         "most_repeated_domain": max(epochs, key=epochs.get) if epochs else None,
         "mean_domain_tokens": np.mean(list(domain_tokens.values())) if domain_tokens else math.nan,
         "final_weights": record.get("final_weights"),
         "time_averaged_weights": record.get("time_averaged_weights"),
         "domain_epochs": epochs or None,
+        "domain_labels": record.get("domain_labels") or None,
         "metrics_final": record.get("metrics_final"),
         "files": record.get("files") or {"trajectory": TRAJECTORY_FILE, "metrics": METRICS_FILE},
     }

@@ -12,6 +12,7 @@ import pytest
 from analysis.leaderboard import (
     LEADERBOARD_FILES,
     aggregate,
+    display_table,
     main,
     problem_runs,
     write_leaderboard,
@@ -19,16 +20,17 @@ from analysis.leaderboard import (
 from analysis.report import write_report
 from analysis.results import load_runs
 from tests.conftest import ROOT
-from tests.test_analysis_results import closed_port, write_run
+from tests.test_analysis_results import FLOPS_PER_TOKEN, closed_port, write_run
 
 NATURAL = {"weights": "natural"}
 
 
 @pytest.fixture
 def sweep(tmp_path):
-    """Two budgets. At 1000 tokens: uniform 3.0/3.2/3.4 (mean 3.2, std 0.2), dga 2.9/3.1
-    (mean 3.0), uniform[weights=natural] 3.1, importance 3.5, plus a failed and an unfinished
-    dga run. At 2000 tokens: dga alone."""
+    """Two budgets. At 1000 tokens: uniform 3.0/3.2/3.4 (seeds 0-2: mean 3.2, std 0.2), dga
+    2.9/3.1 (seeds 0-1: mean 3.0; twice the training FLOPs in its own passes, a fifth of its
+    step time in mixer updates), uniform[weights=natural] 3.1 and importance 3.5 (seed 0), plus
+    a failed and an unfinished dga run. At 2000 tokens: dga alone."""
     root = tmp_path / "sweep"
     for seed, (target, generic) in enumerate([(3.0, 4.0), (3.2, 4.2), (3.4, 4.4)]):
         write_run(root, f"uniform{seed}", seed=seed, target=target, generic=generic)
@@ -40,7 +42,9 @@ def sweep(tmp_path):
             seed=seed,
             target=target,
             probe_tokens=500,
+            mixer_flops=2 * 1000 * FLOPS_PER_TOKEN,
             train_seconds=seconds,
+            mixer_seconds=seconds / 5,
             epochs={"domain_00": 3.0, "domain_01": 1.0},
         )
     write_run(root, "natural", mixer_options=NATURAL, target=3.1)
@@ -51,15 +55,9 @@ def sweep(tmp_path):
     return root
 
 
-def test_means_stds_ranks_and_gain_over_uniform(sweep):
+def test_means_stds_paired_gains_and_costs(sweep):
     board = aggregate(load_runs([sweep]))
     small = board[board["train_tokens"] == 1000].set_index("mixer_label")
-    assert small["rank"].to_dict() == {
-        "dga": 1,
-        "uniform[weights=natural]": 2,
-        "uniform": 3,
-        "importance": 4,
-    }
     uniform, dga = small.loc["uniform"], small.loc["dga"]
     assert uniform["target_loss_mean"] == pytest.approx(3.2)
     assert uniform["target_loss_std"] == pytest.approx(0.2)  # sample std (ddof=1)
@@ -67,20 +65,173 @@ def test_means_stds_ranks_and_gain_over_uniform(sweep):
     assert uniform["seeds"] == 3 and dga["seeds"] == 2  # failed/unfinished seeds do not count
     assert dga["target_loss_mean"] == pytest.approx(3.0)
     assert dga["target_loss_std"] == pytest.approx(math.sqrt(0.02))
-    assert small["gain_vs_uniform"].to_dict() == pytest.approx(
-        {"dga": 0.2, "uniform[weights=natural]": 0.1, "uniform": 0.0, "importance": -0.3}
-    )
     assert math.isnan(small.loc["importance", "target_loss_std"])  # one seed
-    # Overheads: 500 probe tokens per 1000 trained; 20 s of training steps against 10 s.
+    # Paired by seed: dga against uniform's seeds 0 and 1 (3.0 - 2.9, 3.2 - 3.1), not against
+    # uniform's mean over all three seeds (which would give 0.2).
+    assert small["gain_vs_uniform"].to_dict() == pytest.approx(
+        {"dga": 0.1, "uniform[weights=natural]": -0.1, "uniform": 0.0, "importance": -0.5}
+    )
+    assert small["paired_seeds"].to_dict() == {
+        "dga": 2,
+        "uniform[weights=natural]": 1,
+        "uniform": 3,
+        "importance": 1,
+    }
+    # Fewer than 3 paired seeds: no interval, nothing marked; uniform has none against itself.
+    assert small[["gain_ci_low", "gain_ci_high"]].isna().all().all()
+    assert not small["gain_excludes_zero"].any()
+    # Fewer than 3 shared seeds between any two variants: nothing separates them.
+    assert small["rank"].tolist() == [1, 1, 1, 1] and small["rank_tied"].all()
+    # Cost: the mixer's FLOPs over the training FLOPs; its share of its own step time.
+    assert dga["compute_overhead"] == pytest.approx(2.0)
+    assert dga["mixer_time_share"] == pytest.approx(0.2)
+    assert uniform["compute_overhead"] == 0 and uniform["mixer_time_share"] == 0
     assert dga["probe_overhead"] == pytest.approx(0.5)
-    assert dga["time_overhead"] == pytest.approx(1.0)
-    assert uniform["time_overhead"] == pytest.approx(0.0)
     assert small["max_domain_epochs"].to_dict() == pytest.approx(
         {"dga": 3.0, "uniform[weights=natural]": 0.5, "uniform": 0.5, "importance": 6.0}
     )
     big = board[board["train_tokens"] == 2000]
     assert big["mixer_label"].tolist() == ["dga"] and big["rank"].tolist() == [1]
-    assert math.isnan(big["gain_vs_uniform"].iloc[0])  # no uniform run in that setting
+    assert not big["rank_tied"].item()
+    assert math.isnan(big["gain_vs_uniform"].item())  # no uniform run in that setting
+    assert big["paired_seeds"].item() == 0
+
+
+def test_no_cross_run_timing_column(sweep, tmp_path):
+    board = aggregate(load_runs([sweep]))
+    assert not {"time_overhead", "train_seconds", "step_time"} & set(board.columns)
+    assert not [c for c in display_table(board).columns if "time vs" in c.lower()]
+    md, csv, page = write_leaderboard(load_runs([sweep]), tmp_path)
+    for text in (md.read_text(), csv.read_text(), page.read_text()):
+        assert "step time vs" not in text.lower() and "time_overhead" not in text
+        assert "relative to uniform" not in text
+
+
+def markdown_rows(md: str) -> list[list[str]]:
+    """The cells of every table row of a markdown text (header and rule lines left out)."""
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in md.splitlines()
+        if line.startswith("|")
+    ]
+    return [
+        row for row in rows if row[0] not in ("Rank", "Status") and not set(row[0]) <= set("-:")
+    ]
+
+
+def write_seeds(root, mixer: str, targets: list[float], **options) -> None:
+    for seed, target in enumerate(targets):
+        write_run(root, f"{mixer}{seed}", mixer=mixer, seed=seed, target=target, **options)
+
+
+def test_paired_t_interval_by_hand(tmp_path):
+    # uniform minus dga, seed by seed: 0.1, 0.2, 0.3.
+    write_seeds(tmp_path, "uniform", [3.0, 3.0, 3.0])
+    write_seeds(tmp_path, "dga", [2.9, 2.8, 2.7])
+    dga = aggregate(load_runs([tmp_path])).set_index("mixer_label").loc["dga"]
+    # mean 0.2, sd 0.1 (ddof=1), n = 3: t_{0.975, 2} = 4.302653, half-width 4.302653 * 0.1 / √3
+    mean, half = 0.2, 4.302653 * 0.1 / math.sqrt(3)
+    assert half == pytest.approx(0.248414, abs=1e-6)
+    assert dga["gain_vs_uniform"] == pytest.approx(mean)
+    assert dga["gain_ci_low"] == pytest.approx(mean - half, abs=1e-6)  # -0.0484
+    assert dga["gain_ci_high"] == pytest.approx(mean + half, abs=1e-6)  # 0.4484
+    assert dga["paired_seeds"] == 3 and not dga["gain_excludes_zero"]
+    # The interval includes 0: dga and uniform share rank 1.
+    assert dga["rank"] == 1 and dga["rank_tied"]
+
+
+def test_an_interval_that_excludes_zero_is_marked(tmp_path):
+    # uniform minus dga: 0.10, 0.12, 0.14 -> mean 0.12, sd 0.02, half-width 0.049684.
+    write_seeds(tmp_path, "uniform", [3.0, 3.1, 3.2])
+    write_seeds(tmp_path, "dga", [2.90, 2.98, 3.06])
+    paths = write_leaderboard(load_runs([tmp_path]), tmp_path / "out")
+    board = pd.read_csv(paths[1]).set_index("mixer_label")
+    half = 4.302653 * 0.02 / math.sqrt(3)
+    assert board.loc["dga", "gain_ci_low"] == pytest.approx(0.12 - half, abs=1e-6)  # 0.0703
+    assert board.loc["dga", "gain_ci_high"] == pytest.approx(0.12 + half, abs=1e-6)  # 0.1697
+    assert board.loc["dga", "gain_excludes_zero"]
+    assert board["rank"].to_dict() == {"dga": 1, "uniform": 2}
+    assert not board["rank_tied"].any()
+    md = paths[0].read_text()
+    gains = {row[1]: row[4] for row in markdown_rows(md)}
+    assert gains == {"dga": "+0.1200 [+0.0703, +0.1697] *", "uniform": "0 (baseline)"}
+    assert "t(0.975, n-1)" in md  # the method footnote
+
+
+def test_ranks_tie_unless_a_paired_interval_separates_them(tmp_path):
+    write_seeds(tmp_path, "uniform", [3.0, 3.1, 3.2])  # mean 3.1
+    write_seeds(tmp_path, "dga", [2.90, 2.98, 3.06])  # mean 2.98: the leader
+    write_seeds(tmp_path, "doge", [2.91, 2.97, 3.08])  # dga - doge: -0.01, 0.01, -0.02
+    write_seeds(tmp_path, "importance", [3.05])  # one seed shared with dga: inseparable
+    write_seeds(tmp_path, "static", [3.0, 3.25, 3.3])  # uniform - static: 0, -0.15, -0.1
+    write_seeds(tmp_path, "dga_dr", [4.0, 4.1, 4.3])  # uniform - dga_dr: -1.0, -1.0, -1.1
+    board = aggregate(load_runs([tmp_path]))
+    ranks = dict(zip(board["mixer_label"], board["rank"], strict=True))
+    # dga leads; doge and importance cannot be told from it; uniform differs from dga and leads
+    # a new group at its position (4); static ties with uniform; dga_dr differs from uniform.
+    assert ranks == {
+        "dga": 1,
+        "doge": 1,
+        "importance": 1,
+        "uniform": 4,
+        "static": 4,
+        "dga_dr": 6,
+    }
+    tied = dict(zip(board["mixer_label"], board["rank_tied"], strict=True))
+    assert [label for label, t in tied.items() if not t] == ["dga_dr"]
+    table = display_table(board)
+    assert table["Rank"].tolist() == ["1=", "1=", "1=", "4=", "4=", "6"]
+    importance = table.set_index("Mixer").loc["importance", "Gain vs uniform [95% CI]"]
+    assert importance == "-0.0500, no interval (fewer than 3 seeds)"  # 3.0 - 3.05, seed 0
+
+
+def test_fewer_than_three_seeds_say_so_in_every_table(sweep, tmp_path):
+    md, csv, page = write_leaderboard(load_runs([sweep]), tmp_path)
+    for text in (md.read_text(), page.read_text()):
+        assert "+0.1000, no interval (fewer than 3 seeds)" in text
+    board = pd.read_csv(csv)
+    dga = board[(board["mixer_label"] == "dga") & (board["train_tokens"] == 1000)].iloc[0]
+    assert math.isnan(dga["gain_ci_low"]) and dga["paired_seeds"] == 2
+
+
+def test_worst_domain_named_when_the_same_for_every_seed(tmp_path):
+    labels = {
+        "domain_00": "bbc/sport: match, team, win",
+        "domain_01": "bbc/tech: phone, mobile, users",
+    }
+    for seed, losses in enumerate([(4.0, 4.4), (4.1, 4.6)]):
+        domains = dict(zip(labels, losses, strict=True))
+        write_run(tmp_path, f"u{seed}", seed=seed, domain_losses=domains, domain_labels=labels)
+    for seed, losses in enumerate([(4.5, 4.3), (4.0, 4.3)]):
+        domains = dict(zip(labels, losses, strict=True))
+        write_run(tmp_path, f"d{seed}", mixer="dga", seed=seed, domain_losses=domains)
+    board = aggregate(load_runs([tmp_path])).set_index("mixer_label")
+    assert board.loc["uniform", "worst_domain_loss"] == pytest.approx(4.5)  # (4.4 + 4.6) / 2
+    assert board.loc["uniform", "worst_domain"] == "domain_01"
+    assert board.loc["uniform", "worst_domain_label"] == labels["domain_01"]
+    assert board.loc["dga", "worst_domain_loss"] == pytest.approx(4.4)  # (4.5 + 4.3) / 2
+    assert pd.isna(board.loc["dga", "worst_domain"])  # domain_00, then domain_01
+    cells = display_table(board.reset_index()).set_index("Mixer")["Worst domain loss"]
+    assert cells.to_dict() == {
+        "uniform": "4.5000 (domain_01 bbc/tech: phone, mobile)",
+        "dga": "4.4000",
+    }
+
+
+def test_extra_compute_from_flops_and_old_runs_without_them(tmp_path):
+    write_run(tmp_path, "u", seed=0)
+    write_run(tmp_path, "d0", mixer="dga", seed=0, mixer_flops=0.25e9, train_seconds=10.0)
+    write_run(tmp_path, "d1", mixer="dga", seed=1, mixer_flops=0.35e9, mixer_seconds=3.0)
+    write_run(tmp_path, "old", mixer="doge", legacy=True)
+    board = aggregate(load_runs([tmp_path])).set_index("mixer_label")
+    # 1000 tokens x 1e6 FLOPs per token of training: 25 % and 35 % extra.
+    assert board.loc["dga", "compute_overhead"] == pytest.approx(0.30)
+    assert board.loc["dga", "mixer_time_share"] == pytest.approx(0.15)  # 0 and 3 s of 10 s
+    assert math.isnan(board.loc["doge", "compute_overhead"])
+    table = display_table(board.reset_index()).set_index("Mixer")
+    assert table["Extra compute"].to_dict() == {"uniform": "0.0 %", "dga": "30.0 %", "doge": "–"}
+    assert table.loc["dga", "Mixer time share"] == "15.0 %"
+    assert math.isnan(board.loc["doge", "worst_domain_loss"])
 
 
 def test_ties_share_a_rank(tmp_path):
@@ -88,10 +239,11 @@ def test_ties_share_a_rank(tmp_path):
     write_run(tmp_path, "b", mixer="dga", target=3.0)
     write_run(tmp_path, "c", mixer="doge", target=3.5)
     board = aggregate(load_runs([tmp_path]))
+    # One seed each: no interval can separate them.
     assert dict(zip(board["mixer_label"], board["rank"], strict=True)) == {
         "dga": 1,
         "uniform": 1,
-        "doge": 3,
+        "doge": 1,
     }
 
 
@@ -123,16 +275,14 @@ def test_files_hold_the_ranked_tables_and_the_failures(sweep, tmp_path):
     assert [p.name for p in paths] == ["leaderboard.md", "leaderboard.csv", "leaderboard.html"]
     md = paths[0].read_text()
     assert "## synthetic · k=2 · 1,000 training tokens · uncapped domains · model tiny" in md
-    rows = [
-        [cell.strip() for cell in line.strip("|").split("|")]
-        for line in md.splitlines()
-        if line.startswith("|")
-    ]
-    dga = ["1", "dga", "3.0000 ± 0.1414", "2", "4.0000 ± 0.0000", "+0.2000", "50.0 %"]
-    assert [*dga, "+100.0 %", "3.00"] in rows
-    uniform = ["3", "uniform", "3.2000 ± 0.2000", "3", "4.2000 ± 0.2000", "+0.0000", "0.0 %"]
-    assert [*uniform, "+0.0 %", "0.50"] in rows
-    assert ["1", "dga", "2.0000 ± –", "1", "4.0000 ± –", "–", "0.0 %", "–", "0.50"] in rows
+    rows = markdown_rows(md)
+    gain = "+0.1000, no interval (fewer than 3 seeds)"
+    dga = ["1=", "dga", "3.0000 ± 0.1414", "2", gain, "2", "4.0000 ± 0.0000"]
+    assert [*dga, "4.1000 (domain_01)", "200.0 %", "20.0 %", "50.0 %", "3.00"] in rows
+    uniform = ["1=", "uniform", "3.2000 ± 0.2000", "3", "0 (baseline)", "3", "4.2000 ± 0.2000"]
+    assert [*uniform, "4.3000 (domain_01)", "0.0 %", "0.0 %", "0.0 %", "0.50"] in rows
+    alone = ["1", "dga", "2.0000 ± –", "1", "–", "0", "4.0000 ± –", "4.1000 (domain_01)"]
+    assert [*alone, "0.0 %", "0.0 %", "0.0 %", "0.50"] in rows
     assert "RuntimeError: boom" in md and "running" in md
     csv = pd.read_csv(paths[1])
     assert len(csv) == 5
@@ -153,6 +303,7 @@ def test_cli_prints_the_table_and_writes_into_the_sweep(sweep):
     assert proc.returncode == 0, proc.stderr
     assert "uniform[weights=natural]" in proc.stdout  # not eaten as rich markup
     assert "Runs that did not complete" in proc.stdout
+    assert "no interval (fewer than 3 seeds)" in proc.stdout.replace("\n", " ")
     assert {p.name for p in sweep.glob("leaderboard.*")} == {
         "leaderboard.md",
         "leaderboard.csv",

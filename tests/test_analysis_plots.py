@@ -12,13 +12,14 @@ from matplotlib.colors import to_hex
 from analysis.plots import (
     PALETTE,
     mixer_colours,
+    plot_gains,
     plot_overhead,
     plot_scaling,
     plot_weight_trajectories,
     write_plots,
 )
 from analysis.results import load_runs
-from tests.test_analysis_results import write_run
+from tests.test_analysis_results import FLOPS_PER_TOKEN, write_run
 
 
 def _errorbar_lines(ax):
@@ -96,24 +97,83 @@ def test_a_mixer_keeps_its_colour_and_variants_get_shades():
     assert len(set(colours.values())) == 4
 
 
-def test_overhead_bars_use_the_mixer_colours_and_relative_time(tmp_path):
+def _bar_widths(ax) -> dict[str, float]:
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    return dict(zip(labels, [bar.get_width() for bar in ax.patches], strict=True))
+
+
+def test_overhead_is_flops_and_the_time_share_within_each_run(tmp_path):
     write_run(tmp_path, "u", train_seconds=10.0)
-    write_run(tmp_path, "d", mixer="dga", train_seconds=15.0, probe_tokens=250)
+    write_run(
+        tmp_path,
+        "d",
+        mixer="dga",
+        train_seconds=30.0,  # slower, but that is no cost measure across runs
+        mixer_seconds=6.0,
+        mixer_flops=0.5 * 1000 * FLOPS_PER_TOKEN,
+        probe_tokens=250,
+    )
     fig = plot_overhead(load_runs([tmp_path]))
-    probe_ax, time_ax = fig.axes[:2]
-    labels = [t.get_text() for t in probe_ax.get_yticklabels()]
-    assert labels == ["dga", "uniform"]
-    assert [bar.get_width() for bar in probe_ax.patches] == pytest.approx([25.0, 0.0])
-    assert [bar.get_width() for bar in time_ax.patches] == pytest.approx([50.0, 0.0])
-    assert [to_hex(bar.get_facecolor()) for bar in time_ax.patches] == [
+    compute_ax, time_ax, probe_ax = fig.axes[:3]
+    assert [ax.get_title() for ax in (compute_ax, time_ax, probe_ax)] == [
+        "Extra compute",
+        "Time in mixer updates (within each run)",
+        "Extra data read",
+    ]
+    assert _bar_widths(compute_ax) == pytest.approx({"dga": 50.0, "uniform": 0.0})
+    assert _bar_widths(time_ax) == pytest.approx({"dga": 20.0, "uniform": 0.0})
+    assert _bar_widths(probe_ax) == pytest.approx({"dga": 25.0, "uniform": 0.0})
+    assert [to_hex(bar.get_facecolor()) for bar in compute_ax.patches] == [
         PALETTE["dga"],
         PALETTE["uniform"],
     ]
+    labels = " ".join(ax.get_xlabel() + ax.get_title() for ax in fig.axes).lower()
+    assert "vs uniform" not in labels and "per 1,000 tokens" not in labels
 
 
-def test_overhead_without_uniform_shows_absolute_time(tmp_path):
-    write_run(tmp_path, "d", mixer="dga", train_seconds=4.0, tokens=2000)
-    fig = plot_overhead(load_runs([tmp_path]))
-    time_ax = fig.axes[1]
-    assert time_ax.get_xlabel() == "time in training steps per 1,000 tokens (s)"
-    assert [bar.get_width() for bar in time_ax.patches] == pytest.approx([2.0])
+def test_overhead_of_runs_without_flops_is_not_available(tmp_path):
+    write_run(tmp_path, "d", mixer="dga", legacy=True)
+    compute_ax = plot_overhead(load_runs([tmp_path])).axes[0]
+    assert _bar_widths(compute_ax) == {"dga": 0.0}
+    assert [t.get_text() for t in compute_ax.texts] == ["n/a"]
+
+
+def test_gain_panel_shows_paired_intervals_or_says_there_is_none(tmp_path):
+    for seed, (uniform, dga) in enumerate([(3.0, 2.90), (3.1, 2.98), (3.2, 3.06)]):
+        write_run(tmp_path, f"u{seed}", seed=seed, target=uniform)
+        write_run(tmp_path, f"d{seed}", mixer="dga", seed=seed, target=dga)
+    write_run(tmp_path, "i", mixer="importance", target=3.05)
+    fig = plot_gains(load_runs([tmp_path]))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["dga", "importance"]
+    # dga: uniform - dga = 0.10, 0.12, 0.14 -> 0.12 ± 4.302653 * 0.02 / √3.
+    half = 4.302653 * 0.02 / np.sqrt(3)
+    (segment,) = ax.collections[0].get_segments()
+    assert segment[:, 0] == pytest.approx([0.12 - half, 0.12 + half], abs=1e-6)
+    assert [t.get_text() for t in ax.texts] == [
+        "+0.1200 [+0.0703, +0.1697] *",
+        "1 seed: no interval",
+    ]
+    assert len(ax.collections) == 1  # importance: a point, no error bar
+
+
+def test_gain_panel_needs_a_uniform_run(tmp_path, caplog):
+    write_run(tmp_path, "d", mixer="dga")
+    with caplog.at_level(logging.INFO):
+        assert plot_gains(load_runs([tmp_path])) is None
+    assert "no mixer shares a seed with a uniform run" in caplog.text
+
+
+def test_weight_legend_names_domains_by_their_labels(tmp_path):
+    labels = {
+        "domain_00": "bbc/sport: match, team, win",
+        "domain_01": "bbc/tech: phone, mobile, users",
+    }
+    run = write_run(
+        tmp_path, "d", mixer="dga", mixer_options={"update_every": 10}, domain_labels=labels
+    )
+    # One update, at step 0: the trajectory holds one row, yet the mixer is an online one.
+    (run / "weights.csv").write_text("step,domain_00,domain_01\n0,0.3,0.7\n")
+    fig = plot_weight_trajectories(load_runs([tmp_path]))
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == ["domain_00 bbc/sport: match, team", "domain_01 bbc/tech: phone, mobile"]

@@ -8,11 +8,13 @@ import socket
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from analysis.results import (
     check_reachable,
+    domain_caption,
     load_runs,
     load_trajectory,
     load_wandb_runs,
@@ -23,7 +25,10 @@ from analysis.results import (
     setting_title,
     validation_curve,
     wandb_record,
+    worst_domain,
 )
+
+FLOPS_PER_TOKEN = 1e6
 
 
 def write_run(
@@ -40,16 +45,29 @@ def write_run(
     status: str = "completed",
     probe_tokens: int = 0,
     train_seconds: float = 10.0,
+    mixer_seconds: float = 0.0,
+    mixer_flops: float = 0.0,
+    domain_losses: dict | None = None,
+    domain_labels: dict | None = None,
+    legacy: bool = False,
     epochs: dict | None = None,
     weights: dict | None = None,
     mixer_options: dict | None = None,
     lr: float = 3e-3,
 ) -> Path:
-    """A run directory whose results.json looks like one experiments.train writes."""
+    """A run directory whose results.json looks like one experiments.train writes: training
+    costs FLOPS_PER_TOKEN per token; the held-out domain losses (`domain_losses`, by default
+    spread evenly from generic - 0.1 to generic + 0.1, so the last domain is the worst) average
+    to `generic`. A `legacy` run has none of the keys added later: mixer and training FLOPs,
+    mixer seconds, per-domain losses and domain labels."""
     run_dir = root / name
     run_dir.mkdir(parents=True)
     domains = [f"domain_{i:02d}" for i in range(num_domains)]
     weights = weights or {d: 1 / num_domains for d in domains}
+    if domain_losses is None:
+        spread = np.linspace(-0.1, 0.1, num_domains) if num_domains > 1 else [0.0]
+        domain_losses = {d: generic + float(x) for d, x in zip(domains, spread, strict=True)}
+    domain_metrics = {} if legacy else {f"val/domain/{d}": v for d, v in domain_losses.items()}
     record = {
         "schema_version": 1,
         "status": status,
@@ -86,13 +104,21 @@ def write_run(
             "metrics_initial": {"val/target_loss": 5.5, "val/generic_loss": 5.5},
             "metrics_final": {}
             if target is None
-            else {"val/target_loss": target, "val/generic_loss": generic},
+            else {"val/target_loss": target, "val/generic_loss": generic, **domain_metrics},
             "final_weights": weights,
             "time_averaged_weights": weights,
             "domain_epochs": epochs or dict.fromkeys(domains, 0.5),
             "domain_tokens": dict.fromkeys(domains, tokens_per_domain or 4096),
             "files": {"trajectory": "weights.csv", "metrics": "metrics.csv"},
         }
+        if not legacy:
+            record |= {
+                "mixer_flops": mixer_flops,
+                "train_flops": tokens * FLOPS_PER_TOKEN,
+                "mixer_seconds": mixer_seconds,
+            }
+            if domain_labels is not None:
+                record["domain_labels"] = domain_labels
     (run_dir / "results.json").write_text(json.dumps(record))
     return run_dir
 
@@ -121,6 +147,46 @@ def test_one_row_per_run_with_setting_and_headline_numbers(tmp_path):
     b = runs.loc["dga"]
     assert b["max_domain_epochs"] == 3.0 and b["most_repeated_domain"] == "d0"
     assert b["config.data.target_domains"] == "[0, 1]"  # lists kept comparable
+
+
+def test_cost_worst_domain_and_labels_come_from_the_new_keys(tmp_path):
+    labels = {
+        "domain_00": "bbc/sport: match, team, win",
+        "domain_01": "bbc/tech: phone, mobile, users",
+    }
+    write_run(
+        tmp_path,
+        "new",
+        mixer="dga",
+        tokens=2000,
+        mixer_flops=3e9,
+        train_seconds=8.0,
+        mixer_seconds=2.0,
+        domain_losses={"domain_00": 4.2, "domain_01": 4.6},
+        domain_labels=labels,
+    )
+    write_run(tmp_path, "old", legacy=True)
+    runs = load_runs([tmp_path]).set_index("mixer")
+    new, old = runs.loc["dga"], runs.loc["uniform"]
+    assert (new["mixer_flops"], new["train_flops"], new["mixer_seconds"]) == (3e9, 2e9, 2.0)
+    assert new["compute_overhead"] == pytest.approx(3e9 / 2e9)
+    assert new["mixer_time_share"] == pytest.approx(2.0 / 8.0)
+    assert (new["worst_domain"], new["worst_domain_loss"]) == ("domain_01", 4.6)
+    assert new["domain_labels"] == labels
+    # A run written before these keys existed: missing numbers, not an error.
+    for column in ["mixer_flops", "train_flops", "mixer_seconds", "compute_overhead"]:
+        assert math.isnan(old[column])
+    assert math.isnan(old["mixer_time_share"]) and math.isnan(old["worst_domain_loss"])
+    assert pd.isna(old["worst_domain"]) and pd.isna(old["domain_labels"])
+    assert worst_domain({"val/target_loss": 3.0}) == (None, pytest.approx(math.nan, nan_ok=True))
+
+
+def test_domain_caption_is_the_name_and_the_start_of_its_label():
+    labels = {"domain_07": "bbc/tech: phone, mobile, users", "domain_08": "domain_08"}
+    assert domain_caption("domain_07", labels) == "domain_07 bbc/tech: phone, mobile"
+    assert domain_caption("domain_08", labels) == "domain_08"  # no description of its own
+    assert domain_caption("domain_09", labels) == "domain_09"
+    assert domain_caption("basis_3", None) == "basis_3"
 
 
 def test_failed_running_and_corrupt_runs_are_rows_not_crashes(tmp_path, caplog):

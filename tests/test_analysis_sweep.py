@@ -13,9 +13,11 @@ import pytest
 from matplotlib.colors import to_hex
 from nbclient import NotebookClient
 
+from analysis.leaderboard import aggregate
 from analysis.plots import (
     FIGURES,
     PALETTE,
+    plot_gains,
     plot_loss_curves,
     plot_overhead,
     plot_scaling,
@@ -90,6 +92,7 @@ def test_write_report_writes_every_figure_the_sweep_supports(sweep, tmp_path, ca
             "loss_curves.png",
             "weight_trajectories.png",
             "loss_vs_train_tokens.png",
+            "gain_vs_uniform.png",
             "overhead.png",
         ]
     )
@@ -145,23 +148,41 @@ def test_final_loss_against_budget_has_one_point_per_budget(runs):
         assert np.asarray(y) == pytest.approx(expected.to_numpy())
 
 
-def test_dga_reads_probe_tokens_and_uniform_none(runs):
+def test_dga_spends_compute_and_probe_tokens_and_uniform_none(runs):
     fig = plot_overhead(runs)
-    widths = dict(
-        zip(
-            [t.get_text() for t in fig.axes[0].get_yticklabels()],
-            [bar.get_width() for bar in fig.axes[0].patches],
-            strict=True,
+    for ax in fig.axes[:3]:
+        widths = dict(
+            zip(
+                [t.get_text() for t in ax.get_yticklabels()],
+                [bar.get_width() for bar in ax.patches],
+                strict=True,
+            )
         )
-    )
-    assert widths["uniform"] == 0 and widths["dga"] > 0
+        assert widths["uniform"] == 0 and widths["dga"] > 0, ax.get_title()
+
+
+def test_leaderboard_of_the_sweep_pairs_seeds_and_counts_flops(runs):
+    board = aggregate(runs)
+    dga = board[board["mixer_label"] == "dga"].set_index("train_tokens")
+    done = runs[runs["mixer_label"] == "dga"]
+    share = (done["mixer_flops"] / done["train_flops"]).groupby(done["train_tokens"]).mean()
+    assert dga["compute_overhead"].to_dict() == pytest.approx(share.to_dict())
+    assert (dga["compute_overhead"] > 0).all()
+    assert (dga["mixer_time_share"].between(0, 1, inclusive="neither")).all()
+    # Two seeds: a paired gain, no interval, and nothing that separates the two mixers.
+    assert (dga["paired_seeds"] == 2).all() and dga["gain_ci_low"].isna().all()
+    assert board["rank"].eq(1).all() and board["rank_tied"].all()
+    assert (board["worst_domain_loss"] >= board["generic_loss_mean"]).all()
+    gains = plot_gains(runs)
+    texts = {t.get_text() for ax in gains.axes for t in ax.texts}
+    assert texts == {"2 seeds: no interval"}
 
 
 def test_plots_cli_writes_into_the_out_directory(sweep, tmp_path, caplog):
     with caplog.at_level("INFO"):
         assert plots_main([str(sweep), "--out", str(tmp_path)]) == 0
     assert "skipped, the runs do not vary num_domains" in caplog.text
-    assert len(list((tmp_path / "plots").glob("*.png"))) == 4
+    assert len(list((tmp_path / "plots").glob("*.png"))) == 5
     assert not (tmp_path / "leaderboard.md").exists()
 
 
