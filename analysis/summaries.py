@@ -1,0 +1,107 @@
+"""Compact summaries of sweeps, small enough to commit, and how well each setting separates the
+mixers.
+
+    python -m analysis.summaries <sweep dirs...> --out analysis/findings/<name>.csv
+
+writes one row per run (setting, mixer variant, seed, status, final losses, costs, weights as
+JSON; no checkpoints, no curves) and prints, per setting, the separation of each mixer from
+uniform: the mean paired gain over seeds, its 95 % t-interval and the ratio |mean gain| / (seed
+standard deviation of the paired gains). A setting where that ratio is large tells mixers apart
+with a few seeds; one where it is below 1 needs many.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from analysis.paired import compare
+from analysis.results import BASELINE, load_runs, setting_columns
+
+RUN_COLUMNS = [
+    "mixer_label",
+    "seed",
+    "status",
+    "target_loss",
+    "generic_loss",
+    "worst_domain_loss",
+    "tokens_trained",
+    "probe_tokens",
+    "mixer_flops",
+    "train_flops",
+    "max_domain_epochs",
+]
+WEIGHT_COLUMNS = ["final_weights", "time_averaged_weights"]
+
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: its setting columns, then `RUN_COLUMNS`, then the weights as JSON."""
+    keys = setting_columns(runs)
+    table = runs[keys + RUN_COLUMNS].copy()
+    for column in WEIGHT_COLUMNS:
+        table[column] = [
+            json.dumps({k: round(v, 6) for k, v in w.items()}) if isinstance(w, dict) else ""
+            for w in runs[column]
+        ]
+    return table.sort_values([*keys, "mixer_label", "seed"]).reset_index(drop=True)
+
+
+def separation(summary: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per setting and mixer variant: paired gain over uniform (uniform - variant), its interval,
+    the seed standard deviation of the paired gains and their ratio."""
+    rows = []
+    done = summary[summary["status"] == "completed"]
+    for values, setting in done.groupby(keys, dropna=False, sort=True):
+        by_seed = setting.pivot_table(index="seed", columns="mixer_label", values="target_loss")
+        if BASELINE not in by_seed:
+            continue
+        for label in by_seed.columns.drop(BASELINE):
+            gains = (by_seed[BASELINE] - by_seed[label]).dropna()
+            interval = compare(by_seed[BASELINE], by_seed[label])
+            spread = gains.std(ddof=1) if len(gains) > 1 else np.nan
+            rows.append(
+                {
+                    **dict(zip(keys, values, strict=True)),
+                    "mixer_label": label,
+                    "seeds": interval.n,
+                    "gain": interval.mean,
+                    "gain_ci_low": interval.low,
+                    "gain_ci_high": interval.high,
+                    "seed_std": spread,
+                    "ratio": abs(interval.mean) / spread if spread > 0 else np.nan,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _print(table: pd.DataFrame, console: Console) -> None:
+    shown = Table(title="Separation from uniform (paired over seeds)", title_justify="left")
+    for column in table.columns:
+        shown.add_column(column, justify="left" if column == "mixer_label" else "right")
+    for row in table.itertuples(index=False):
+        shown.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
+    console.print(shown)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analysis.summaries", description=__doc__)
+    parser.add_argument("dirs", nargs="+", type=Path, help="sweep or run directories")
+    parser.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    args = parser.parse_args(argv)
+    runs = load_runs(args.dirs)
+    summary = summarize(runs)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    summary.to_csv(args.out, index=False)
+    _print(separation(summary, setting_columns(runs)), Console(width=200))
+    print(f"wrote {args.out} ({len(summary)} runs)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
