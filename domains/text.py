@@ -1,16 +1,18 @@
 """Domains from real text: raw documents -> k domains and a specialist set, as token shards.
 
 The pipeline (as in the DGA/CRISP line of work):
-1. read the specialist set's documents and split them, by document, into `train` (the few
-   examples a mixer may see) and `eval` (the held-out score); those documents are then removed
-   from the generic pool (by exact text), so the specialist set never leaks into training;
+1. read the specialist set's documents and split them, by content, into `train` (the few
+   examples a mixer may see) and `eval` (the held-out score); documents and chunks with the same
+   content (`_content_key`: text compared up to case, spacing and Unicode form) are then removed
+   from the generic pool, so the specialist set never leaks into training;
 2. cut the generic documents into chunks of about one training sequence (domains/chunking.py);
 3. train a byte-level BPE tokenizer on the generic chunks (domains/tokenizer.py);
 4. embed the chunks with a sentence-transformer (domains/embed.py) and cluster the embeddings
    with k-means, flat or two-level (domains/cluster.py): each cluster is a domain;
-5. tokenize, hold out a share of every domain's chunks, and write per-domain token shards, the
-   index and a manifest (domains/store.py); the nearest domain of each specialist `train`
-   sequence is found by embedding its text and assigning it with the same centroids.
+5. tokenize, hold out whole documents (by content) for a share of every domain's chunks, and
+   write per-domain token shards, the index and a manifest (domains/store.py); the nearest
+   domain of each specialist `train` sequence is found by embedding its text and assigning it
+   with the same centroids.
 
 Artifacts live under `<cache_dir>/domains/`, in a folder named by a hash of everything that
 affects them (config, context length, source fingerprints) except `tokens_per_domain`, which is
@@ -24,6 +26,8 @@ import hashlib
 import logging
 import math
 import time
+import unicodedata
+from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -53,13 +57,13 @@ from domains.tokenizer import TOKENIZER_FILE, cached_tokenizer, encode, eos_id, 
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1  # bump when the artifact layout or the pipeline's output changes
+FORMAT = 2  # bump when the artifact layout or the pipeline's output changes
 SPECIALIST_STREAM, HELDOUT_STREAM = 1, 2  # independent random streams from data.seed
 
 
 @dataclass
 class SpecialistConfig(SourceConfig):
-    """The specialist (target) set: a source with filters, split by document into `train_chunks`
+    """The specialist (target) set: a source with filters, split by content into `train_chunks`
     chunks a mixer may see (the scarce-data scenario) and `eval_chunks` held-out chunks."""
 
     train_chunks: int = 32
@@ -79,7 +83,7 @@ class TextDataConfig(SourceConfig, DataConfig):
     fine_allocation: str = "equal"
     # Clusters with fewer chunks are merged into a neighbour (reported in the manifest).
     min_domain_chunks: int = 16
-    # Share of every domain's chunks held out (at least one sequence's worth).
+    # Share of every domain's chunks held out, in whole documents (at least one sequence's worth).
     heldout_fraction: float = 0.1
     # Chunks are `context_length * chars_per_token` characters; shorter than
     # `min_chunk_fraction` of that and they are dropped as near-empty.
@@ -95,6 +99,7 @@ class TextDataConfig(SourceConfig, DataConfig):
 class Chunk(NamedTuple):
     doc_id: str
     text: str
+    doc_key: str  # its document's `_content_key`: copies of the document under other ids share it
 
 
 def load_text_data(cfg: TextDataConfig, seq_len: int, cache_dir: Path) -> DomainData:
@@ -196,8 +201,8 @@ def _build(cfg: TextDataConfig, seq_len: int, cache_dir: Path, key: str, out: Pa
 
     with timer("write"):
         writer = ShardWriter(out, eos_id(tokenizer), token_dtype(tokenizer.get_vocab_size()))
-        heldout = _heldout_mask(domains, ids, cfg, seq_len)
         names = _domain_names(clustering.num_domains)
+        heldout = _heldout_mask(domains, ids, chunks, names, cfg, seq_len)
         for d, name in enumerate(tqdm(names, desc="writing shards", unit="domain")):
             for split, held in (("train", False), ("heldout", True)):
                 members = np.flatnonzero((domains == d) & (heldout == held))
@@ -264,8 +269,11 @@ def _domain_names(k: int) -> list[str]:
     return [f"domain_{d:0{width}d}" for d in range(k)]
 
 
-def _text_hash(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8", errors="surrogatepass")).hexdigest()
+def _content_key(text: str) -> str:
+    """What identifies a text's content: a hash of its NFKC form, lowercased, with whitespace runs
+    collapsed, so copies that differ only in case, spacing or Unicode form count as one text."""
+    normal = " ".join(unicodedata.normalize("NFKC", text).lower().split())
+    return hashlib.sha1(normal.encode("utf-8", errors="surrogatepass")).hexdigest()
 
 
 def _read(source: SourceConfig, cache_dir: Path, what: str) -> list[Document]:
@@ -275,8 +283,12 @@ def _read(source: SourceConfig, cache_dir: Path, what: str) -> list[Document]:
 def _specialist_split(
     cfg: TextDataConfig, cache_dir: Path, max_chars: int, min_chars: int
 ) -> tuple[dict[str, list[Chunk]], set[str]]:
-    """Specialist `train` and `eval` chunks, from disjoint documents in a seeded random order,
-    and the text hashes of every document used (to remove from the generic pool)."""
+    """Specialist `train` and `eval` chunks, from documents in a seeded random order, and the
+    content keys of every document and chunk used (to remove from the generic pool).
+
+    The split is by content, not by id: corpora repeat documents under other ids (the demo's BBC
+    slices do), and documents share text. So a document whose content is already used is skipped,
+    and so is a chunk whose content is: no text is in both `train` and `eval`."""
     spec = cfg.specialist
     docs = _read(spec, cache_dir, "specialist documents")
     if not docs:
@@ -291,11 +303,16 @@ def _specialist_split(
         part = "train" if len(split["train"]) < wanted["train"] else "eval"
         if len(split[part]) >= wanted[part]:
             break
-        pieces = chunk_text(docs[i].text, max_chars, min_chars)
-        room = wanted[part] - len(split[part])
-        split[part] += [Chunk(docs[i].id, p) for p in pieces[:room]]
-        if pieces:
-            used.add(_text_hash(docs[i].text))
+        doc, doc_key = docs[i], _content_key(docs[i].text)
+        if doc_key in used:
+            continue
+        pieces: dict[str, str] = {}  # content key -> the first chunk with that content
+        for piece in chunk_text(doc.text, max_chars, min_chars):
+            pieces.setdefault(_content_key(piece), piece)
+        new = [key for key in pieces if key not in used][: wanted[part] - len(split[part])]
+        split[part] += [Chunk(doc.id, pieces[key], doc_key) for key in new]
+        if new:
+            used.update([doc_key, *new])
     if any(len(split[p]) < wanted[p] for p in split):
         raise ValueError(
             f"the specialist set has {len(split['train']) + len(split['eval'])} chunks in "
@@ -308,18 +325,22 @@ def _specialist_split(
 def _generic_chunks(
     cfg: TextDataConfig, cache_dir: Path, max_chars: int, min_chars: int, exclude: set[str]
 ) -> tuple[list[Chunk], dict]:
+    """The generic pool's chunks, less the documents and chunks whose content key is in
+    `exclude` (the specialist set's), and statistics for the manifest."""
     docs = _read(cfg, cache_dir, "generic documents")
     if not docs:
         raise ValueError(
             f"the generic source {cfg.source!r} yielded no documents (paths={cfg.paths}, "
             f"name={cfg.name}, include={cfg.include}, exclude={cfg.exclude}, where={cfg.where})"
         )
-    kept = [d for d in docs if _text_hash(d.text) not in exclude]
-    chunks = [
-        Chunk(doc.id, piece)
-        for doc in tqdm(kept, desc="chunking", unit="doc")
+    keyed = [(doc, _content_key(doc.text)) for doc in docs]
+    kept = [(doc, key) for doc, key in keyed if key not in exclude]
+    pieces = [
+        Chunk(doc.id, piece, key)
+        for doc, key in tqdm(kept, desc="chunking", unit="doc")
         for piece in chunk_text(doc.text, max_chars, min_chars)
     ]
+    chunks = [c for c in pieces if _content_key(c.text) not in exclude]
     if not chunks:
         raise ValueError(
             f"the generic source has no chunk of at least {min_chars} characters "
@@ -329,31 +350,69 @@ def _generic_chunks(
         "documents_read": len(docs),
         "documents": len(kept),
         "removed_as_specialist": len(docs) - len(kept),
+        "chunks_removed_as_specialist": len(pieces) - len(chunks),
         "characters": sum(len(c.text) for c in chunks),
     }
     return chunks, {**stats, "provenance": provenance(cfg, cache_dir)}
 
 
 def _heldout_mask(
-    domains: np.ndarray, ids: list[np.ndarray], cfg: TextDataConfig, seq_len: int
+    domains: np.ndarray,
+    ids: list[np.ndarray],
+    chunks: list[Chunk],
+    names: list[str],
+    cfg: TextDataConfig,
+    seq_len: int,
 ) -> np.ndarray:
-    """Which chunks are held out: a seeded random `heldout_fraction` of every domain's chunks,
-    and at least one sequence's worth of tokens; every domain keeps a training sequence."""
+    """Which chunks are held out: whole documents, so that no document and no text is in both a
+    domain's training and held-out split (chunks of one document are alike, and would flatter the
+    held-out loss).
+
+    The units held out are the documents grouped by content (`Chunk.doc_key`: copies under other
+    ids are one unit). A unit takes its documents' chunks in every domain, and every chunk with
+    the same text as one of them (text shared between documents, such as boilerplate). Units are
+    taken in a seeded random order while a domain they reach has less than `heldout_fraction` of
+    its chunks or a sequence's worth of tokens held out, unless that would leave a domain without
+    a training sequence."""
+    k = len(names)
     lengths = np.array([len(t) + 1 for t in ids])  # + EOS
-    order = np.random.default_rng([cfg.seed, HELDOUT_STREAM]).permutation(len(domains))
-    heldout = np.zeros(len(domains), dtype=bool)
-    for d in np.unique(domains):
-        members = order[domains[order] == d]
-        wanted = math.ceil(cfg.heldout_fraction * len(members))
-        taken = np.cumsum(lengths[members])
-        count = max(wanted, int(np.searchsorted(taken, seq_len + 1)) + 1)
-        heldout[members[:count]] = True
-        left = lengths[members[count:]].sum()
-        if left < seq_len + 1:
-            raise ValueError(
-                f"domain {d} has {len(members)} chunks, too few for one training and one "
-                f"held-out sequence of {seq_len} tokens; raise min_domain_chunks"
-            )
+    with_text = defaultdict(list)  # content key -> the chunks with that content
+    texts_of = defaultdict(set)  # document content key -> its chunks' content keys
+    for i, chunk in enumerate(chunks):
+        key = _content_key(chunk.text)
+        with_text[key].append(i)
+        texts_of[chunk.doc_key].add(key)
+    units = [
+        np.array(sorted({i for key in keys for i in with_text[key]})) for keys in texts_of.values()
+    ]
+
+    count = np.bincount(domains, minlength=k)
+    wanted = np.ceil(cfg.heldout_fraction * count)
+    tokens = np.bincount(domains, lengths, minlength=k)
+    held_chunks, held_tokens = np.zeros(k), np.zeros(k)
+    heldout = np.zeros(len(chunks), dtype=bool)
+    for u in np.random.default_rng([cfg.seed, HELDOUT_STREAM]).permutation(len(units)):
+        short = (held_chunks < wanted) | (held_tokens <= seq_len)
+        if not short.any():
+            break
+        new = units[u][~heldout[units[u]]]
+        more_chunks = np.bincount(domains[new], minlength=k)
+        more_tokens = np.bincount(domains[new], lengths[new], minlength=k)
+        reached = more_chunks > 0
+        if short[reached].any() and (tokens - held_tokens - more_tokens > seq_len)[reached].all():
+            heldout[new] = True
+            held_chunks += more_chunks
+            held_tokens += more_tokens
+    short = np.flatnonzero((held_chunks < wanted) | (held_tokens <= seq_len))
+    if short.size:
+        d = short[0]
+        documents = len({chunks[i].doc_key for i in np.flatnonzero(domains == d)})
+        raise ValueError(
+            f"{names[d]} has {count[d]} chunks from {documents} distinct documents: too few to "
+            f"hold out whole documents for heldout_fraction={cfg.heldout_fraction} of its chunks "
+            f"and one sequence of {seq_len} tokens while keeping a training sequence; raise "
+            "min_domain_chunks or lower num_domains (larger domains), or lower heldout_fraction"
+        )
     return heldout
 
 

@@ -55,7 +55,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated zip, not a torch file, unsafe pickle...
-        raise UnusableCheckpoint(f"{path} is unreadable ({type(error).__name__}: {error})") from None
+        raise UnusableCheckpoint(
+            f"{path} is unreadable ({type(error).__name__}: {error})"
+        ) from None
     if not isinstance(checkpoint, dict) or "mixbench" not in checkpoint:
         raise UnusableCheckpoint(f"{path} is not a mixbench checkpoint (no run state in it)")
     return checkpoint

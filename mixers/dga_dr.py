@@ -75,12 +75,17 @@ def identity_bases(data: MixerView) -> tuple[list[str], np.ndarray]:
     return list(data.names), np.eye(data.num_domains)
 
 
-BASES = {Bases.coarse: coarse_bases, Bases.multiscale: multiscale_bases, Bases.identity: identity_bases}
+BASES = {
+    Bases.coarse: coarse_bases,
+    Bases.multiscale: multiscale_bases,
+    Bases.identity: identity_bases,
+}
 
 
 class DGADRMixer(DGAMixer):
     def components(self, data: MixerView) -> list[str]:
-        names, self.bases = BASES[self.cfg.bases](data)  # bases: [p, K], one distribution over domains per row
+        # bases: [p, K], one distribution over the domains per row.
+        names, self.bases = BASES[self.cfg.bases](data)
         return names
 
     def probe_distribution(self, j: int) -> np.ndarray:

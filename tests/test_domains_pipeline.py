@@ -1,13 +1,16 @@
 """The real-text pipeline end to end on a small corpus (real MiniLM embeddings, a few hundred
-short chunks): artifacts, determinism, the cap, leakage, bad input, loading and training."""
+short chunks): artifacts, determinism, the cap, leakage (also of duplicated text), bad input,
+loading and training."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import random
+import re
 import shutil
-from collections import Counter
+import unicodedata
+from collections import Counter, defaultdict
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,7 +22,7 @@ from tokenizers import Tokenizer
 
 from domains.chunking import chunk_text
 from domains.loading import load_data
-from domains.store import MANIFEST_FILE, read_index, read_manifest, shard_path
+from domains.store import MANIFEST_FILE, SPECIALIST_SHARDS, read_index, read_manifest, shard_path
 from domains.text import TextDataConfig, prepare
 from experiments.prepare import run as run_prepare
 from experiments.train import train
@@ -65,6 +68,8 @@ def marker(topic: str, i: int) -> str:
 
 
 def write_corpus(path: Path) -> list[dict]:
+    """Documents of a marker and sentences drawn from their topic's five: the same two sentences
+    in a row recur, so documents share chunks."""
     rng = random.Random(0)
     rows = []
     for topic, sentences in SENTENCES.items():
@@ -74,6 +79,31 @@ def write_corpus(path: Path) -> list[dict]:
             rows.append({"id": f"{topic}/{i:03d}", "topic": topic, "text": text})
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return rows
+
+
+COPIES = (
+    lambda text: text,
+    str.upper,
+    lambda text: text.replace(" ", "  \t").replace("\n", "\n\n"),
+)
+
+
+def write_duplicated_corpus(path: Path) -> list[dict]:
+    """`write_corpus`, plus a copy under another id of every specialist (astronomy) document and
+    of every third other one: exact, in capitals, or with other spacing (so cut elsewhere)."""
+    rows = write_corpus(path)
+    originals = [r for r in rows if r["topic"] == "astronomy" or int(r["id"][-3:]) % 3 == 0]
+    rows += [
+        {**row, "id": row["id"] + "-copy", "text": COPIES[i % len(COPIES)](row["text"])}
+        for i, row in enumerate(originals)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
+def normal(text: str) -> str:
+    """Text up to case, spacing and Unicode form: what counts as the same content."""
+    return " ".join(unicodedata.normalize("NFKC", text).lower().split())
 
 
 def overrides(corpus: Path, cache: Path, *extra: str) -> list[str]:
@@ -126,6 +156,28 @@ def tokens_of(folder: Path, name: str, manifest: dict) -> np.ndarray:
     return np.fromfile(shard_path(folder, name), dtype=manifest["shards"][name]["dtype"])
 
 
+def indexed_chunks(folder: Path) -> list[tuple[str, int, str, str]]:
+    """Every chunk of the index: (document id, domain, split, `normal` text decoded from its
+    shard)."""
+    manifest, index = read_manifest(folder), read_index(folder)
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    names = [d["name"] for d in manifest["domains"]]
+    shards = {}
+    rows = []
+    for doc, domain, split, start, length in zip(
+        *(index[c] for c in ("doc_id", "domain", "split", "start", "length")), strict=True
+    ):
+        shard = (
+            f"{names[domain]}.{split}"
+            if domain >= 0
+            else SPECIALIST_SHARDS[split.removeprefix("specialist_")]
+        )
+        tokens = shards.setdefault(shard, tokens_of(folder, shard, manifest))
+        text = tokenizer.decode(tokens[start : start + length].tolist())
+        rows.append((doc, int(domain), split, normal(text)))
+    return rows
+
+
 def test_shard_token_counts_match_the_manifest_and_the_index(prepared):
     manifest, index = read_manifest(prepared), read_index(prepared)
     assert len(manifest["domains"]) == 4
@@ -154,12 +206,15 @@ def test_shard_token_counts_match_the_manifest_and_the_index(prepared):
 def test_every_chunk_lands_in_exactly_one_domain(setup, prepared):
     manifest, index = read_manifest(prepared), read_index(prepared)
     specialist_docs = set(index["doc_id"][index["domain"] < 0])
+    specialist_texts = {text for _, domain, _, text in indexed_chunks(prepared) if domain < 0}
     max_chars = manifest["generic"]["chunk_chars"]
+    # Every chunk of the other documents but those with a specialist chunk's text.
     expected = Counter(
         row["id"]
         for row in setup["rows"]
         if row["id"] not in specialist_docs
-        for _ in chunk_text(row["text"], max_chars, max_chars // 4)
+        for piece in chunk_text(row["text"], max_chars, max_chars // 4)
+        if normal(piece) not in specialist_texts
     )
     generic = index["domain"] >= 0
     assert Counter(index["doc_id"][generic].tolist()) == expected
@@ -202,6 +257,47 @@ def test_the_specialist_set_never_leaks_into_generic_shards(setup, prepared):
 
     assert not [doc for doc in train_docs | eval_docs if doc_marker(doc) in generic_text]
     assert all(doc_marker(doc) in generic_text for doc in index["doc_id"][~specialist])
+
+
+@pytest.fixture(scope="module")
+def duplicated(tmp_path_factory) -> Path:
+    """Domains prepared from `write_duplicated_corpus`."""
+    root = tmp_path_factory.mktemp("duplicated")
+    corpus, cache = root / "corpus.jsonl", root / "cache"
+    write_duplicated_corpus(corpus)
+    return prepare(data_config(corpus, cache), SEQ_LEN, cache)
+
+
+def test_duplicated_specialist_text_is_on_one_side_only(duplicated):
+    texts = defaultdict(set)  # specialist_train, specialist_eval or generic -> chunk texts
+    for _, domain, split, text in indexed_chunks(duplicated):
+        texts[split if domain < 0 else "generic"].add(text)
+    # Copies with other spacing are cut elsewhere: compare their documents' markers too.
+    markers = {part: set(re.findall(r"ref q\d+z", " ".join(texts[part]))) for part in texts}
+    for content in (texts, markers):
+        train, evaluation = content["specialist_train"], content["specialist_eval"]
+        assert train and evaluation and content["generic"]
+        assert not train & evaluation
+        assert not (train | evaluation) & content["generic"]
+
+
+def test_heldout_documents_and_texts_are_not_in_training(duplicated):
+    """Documents are held out whole, in every domain; a document is in both splits only by a
+    chunk whose text a whole held-out document has (shared text goes where its copies go)."""
+    chunks = [c for c in indexed_chunks(duplicated) if c[1] >= 0]
+    splits_of, split = defaultdict(set), defaultdict(list)  # (domain, split) -> (doc, text)s
+    for doc, domain, part, text in chunks:
+        splits_of[doc].add(part)
+        split[domain, part].append((doc, text))
+    texts = {part: {text for *_, p, text in chunks if p == part} for part in ("train", "heldout")}
+    assert not texts["train"] & texts["heldout"]  # in any domains (copies in capitals may differ)
+    heldout_whole = {text for doc, _, _, text in chunks if splits_of[doc] == {"heldout"}}
+    for d, entry in enumerate(read_manifest(duplicated)["domains"]):
+        train, heldout = split[d, "train"], split[d, "heldout"]
+        in_both = {doc for doc, _ in train} & {doc for doc, _ in heldout}
+        assert all(text in heldout_whole for doc, text in heldout if doc in in_both)
+        assert len(heldout) >= 0.1 * entry["chunks"]
+        assert min(entry["train_tokens"], entry["heldout_tokens"]) > SEQ_LEN
 
 
 def test_loads_into_domain_data_and_the_cap_is_honoured(setup, prepared):

@@ -1,5 +1,6 @@
 """The parts of the real-text pipeline on their own: chunking, sources, clustering, tokenizer,
-artifact cache and shards. No embedding model here (see test_domains_pipeline.py)."""
+artifact cache and shards, held-out split. No embedding model here (see
+test_domains_pipeline.py)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from domains.cluster import Clustering, fit_clustering
 from domains.data import TokenSequences
 from domains.sources import SourceConfig, read_documents
 from domains.store import pack
+from domains.text import Chunk, TextDataConfig, _content_key, _heldout_mask
 from domains.tokenizer import EOS, encode, eos_id, train_tokenizer
 
 # --- chunking ---------------------------------------------------------------------------------
@@ -315,3 +317,45 @@ def test_packed_chunks_follow_the_token_sequences_layout():
     assert starts.tolist() == [0, 4, 6]
     sequences = TokenSequences(tokens, seq_len=4)
     assert sequences[[0, 1]].tolist() == [[5, 6, 7, 0, 8], [8, 0, 9, 10, 0]]
+
+
+# --- held-out split ---------------------------------------------------------------------------
+
+
+def documents(texts: dict[str, list[str]]) -> list[Chunk]:
+    return [
+        Chunk(doc, t, _content_key("\n".join(parts))) for doc, parts in texts.items() for t in parts
+    ]
+
+
+def heldout_of(chunks: list[Chunk], domains: list[int], fraction: float, seed: int) -> np.ndarray:
+    names = [f"domain_{d}" for d in range(max(domains) + 1)]
+    ids = [np.zeros(9, dtype=np.uint16)] * len(chunks)  # 10 tokens with EOS
+    cfg = TextDataConfig(heldout_fraction=fraction, seed=seed)
+    return _heldout_mask(np.array(domains), ids, chunks, names, cfg, seq_len=8)
+
+
+def test_heldout_units_are_whole_documents_by_content():
+    texts = {f"doc{i}": [f"doc{i} part {j}" for j in range(3)] for i in range(8)}
+    texts["doc0 copy"] = [t.upper() for t in texts["doc0"]]  # the same content, another id
+    texts["doc1"][2] = "shared boilerplate"
+    texts["doc2"][2] = "Shared   boilerplate"
+    chunks = documents(texts)
+    for seed in range(8):
+        heldout = heldout_of(chunks, [0] * len(chunks), fraction=0.3, seed=seed)
+        by_doc, by_text = {}, {}
+        for chunk, held in zip(chunks, heldout, strict=True):
+            by_doc.setdefault(chunk.doc_id, set()).add(held)
+            by_text.setdefault(_content_key(chunk.text), set()).add(held)
+        assert all(len(splits) == 1 for splits in by_text.values())
+        assert by_doc["doc0"] == by_doc["doc0 copy"]
+        # Only documents sharing a chunk with a held-out document are split.
+        split = [doc for doc, splits in by_doc.items() if len(splits) > 1]
+        assert split in ([], ["doc1"], ["doc2"])
+        assert heldout.sum() >= 0.3 * len(chunks)
+
+
+def test_a_domain_of_too_few_documents_is_named():
+    chunks = documents({"a": ["a1", "a2", "a3"], "b": ["b1", "b2", "b3"], "c": ["c1", "c2"]})
+    with pytest.raises(ValueError, match="domain_1 has 2 chunks from 1 distinct documents"):
+        heldout_of(chunks, [0] * 6 + [1] * 2, fraction=0.1, seed=0)
