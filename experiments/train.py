@@ -11,6 +11,7 @@ import csv
 import logging
 import math
 import os
+import secrets
 import time
 import traceback
 from pathlib import Path
@@ -21,12 +22,19 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from domains.loading import load_data
-from experiments.checkpoints import KeepPreviousCheckpointIO, load_checkpoint, resume_checkpoint
+from experiments.checkpoints import (
+    LAST,
+    KeepPreviousCheckpointIO,
+    load_checkpoint,
+    resume_checkpoint,
+)
 from experiments.config import check_config, register_configs
+from experiments.preemption import SaveOnSignal
 from experiments.quiet import quiet_lightning
 from experiments.results import (
     METRICS_FILE,
@@ -67,6 +75,8 @@ def _wandb_logger(cfg: DictConfig, run_dir: Path) -> WandbLogger:
     if cfg.data.tokens_per_domain is not None:
         tags.append(f"tokens_per_domain:{cfg.data.tokens_per_domain}")
     return WandbLogger(
+        id=_wandb_run_id(run_dir),
+        resume="allow",  # a resumed run (crash, kill, requeue) continues the same W&B run
         project=cfg.logger.project,
         entity=cfg.logger.entity,
         group=cfg.logger.group,
@@ -76,6 +86,22 @@ def _wandb_logger(cfg: DictConfig, run_dir: Path) -> WandbLogger:
         name=run_dir.name,
         config=OmegaConf.to_container(cfg, resolve=True),
     )
+
+
+WANDB_ID_FILE = "wandb_run_id"
+
+
+def _wandb_run_id(run_dir: Path) -> str:
+    """The W&B run id of this run directory, chosen at its first start and kept in the directory,
+    so that every later start of the run logs to the same W&B run (one history curve)."""
+    path = run_dir / WANDB_ID_FILE
+    if path.exists():
+        return path.read_text().strip()
+    run_id = secrets.token_hex(4)  # W&B run ids: lowercase letters and digits
+    if rank_zero_only.rank == 0:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(run_id + "\n")
+    return run_id
 
 
 def _carry_over_metrics(csv_logger: CSVLogger, checkpoint: Path) -> None:
@@ -152,6 +178,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         write_json_atomic(results_path, record)
     lm = None
     loggers = []
+    on_signal = SaveOnSignal(run_dir / "checkpoints" / LAST)
     try:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         model_cfg = OmegaConf.to_object(cfg.model)
@@ -170,12 +197,18 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         loggers = [csv_logger]
         if cfg.logger.wandb and cfg.logger.mode != "disabled":
             loggers.append(_wandb_logger(cfg, run_dir))
+        plugins = [KeepPreviousCheckpointIO()]
+        if (
+            SLURMEnvironment.detect()
+        ):  # requeueing is submitit's and SaveOnSignal's, not Lightning's
+            plugins.append(SLURMEnvironment(auto_requeue=False))
         trainer = L.Trainer(
             **OmegaConf.to_container(cfg.trainer),
             max_steps=1,  # set below, once the world size is known
             logger=loggers,
-            plugins=[KeepPreviousCheckpointIO()],
+            plugins=plugins,
             callbacks=[
+                on_signal,
                 ModelCheckpoint(
                     dirpath=run_dir / "checkpoints",
                     every_n_train_steps=cfg.train.checkpoint_every,
@@ -205,9 +238,15 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         else:
             log.info("Resuming from %s", checkpoint)
         trainer.fit(lm, ckpt_path=checkpoint, weights_only=True)
-        if lm.last_validated_step != trainer.global_step:
-            trainer.validate(lm, verbose=False)
-        record["status"] = "completed"
+        if on_signal.preempted:
+            log.warning(
+                "Stopped by a signal at step %d; saved %s", lm.global_step, on_signal.checkpoint
+            )
+            record["status"] = "preempted"
+        else:
+            if lm.last_validated_step != trainer.global_step:
+                trainer.validate(lm, verbose=False)
+            record["status"] = "completed"
     except Exception as error:
         record["status"] = "failed"
         record["error"] = {
@@ -230,6 +269,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                     {f"final/{k}": v for k, v in (lm.last_metrics or {}).items()}
                 )
                 logger.experiment.finish()
+    if on_signal.preempted:
+        on_signal.hand_on()
     return record
 
 
