@@ -33,6 +33,15 @@ def derive_seed(*keys: int) -> int:
     return int(np.random.SeedSequence(list(keys)).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
+def to_device(array: np.ndarray, device) -> torch.Tensor:
+    """The array as a tensor on `device`; to a GPU through pinned memory, without waiting for
+    the copy (the next kernel on the stream waits for it, the host does not)."""
+    tensor = torch.from_numpy(array)
+    if device is not None and torch.device(device).type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 class MixtureBatches:
     """Batches of one process (`rank` of `world_size`); counters are global (all ranks)."""
 
@@ -71,7 +80,7 @@ class MixtureBatches:
         for d in np.unique(domains):
             mask = domains == d
             rows[mask] = self.data.train[d][indices[mask]]
-        return torch.from_numpy(rows).to(device)
+        return to_device(rows, device)
 
     def train(
         self, weights: np.ndarray, device=None, stratified: bool = False
@@ -84,7 +93,7 @@ class MixtureBatches:
             domains, indices = self.train_sampler.draw(weights, self.batch_size)
         self.tokens_seen += len(domains) * self.seq_len * self.world_size
         tokens = self._rows(domains, indices, device)
-        return tokens, torch.from_numpy(domains).to(device)
+        return tokens, to_device(domains, device)
 
     def probe(self, dist: np.ndarray, n: int, device=None) -> torch.Tensor:
         """`n` sequences drawn from the distribution `dist` over the domains (probe tokens)."""
@@ -97,7 +106,7 @@ class MixtureBatches:
         size = len(self.data.target_train)
         index = self.specialist_rng.choice(size, size=n, replace=n > size)
         self.probe_tokens += n * self.seq_len * self.world_size
-        return torch.from_numpy(self.data.target_train[index]).to(device)
+        return to_device(self.data.target_train[index], device)
 
     def counted_loss(self, model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
         """`sequence_loss` of `model` that adds its forward FLOPs to `mixer_flops` at once and
