@@ -6,7 +6,7 @@ export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test lint format demo bench lock clean
+.PHONY: setup test lint format demo bench findings lock clean
 
 setup: $(STAMP)
 
@@ -43,6 +43,15 @@ demo: setup
 
 bench: setup
 	$(PY) -m benchmarks.run_all
+
+# One findings experiment (EXP=regime, token_limited, fine_grained...): its sweep (a re-run skips
+# completed runs), its compact summary (analysis/findings/$(EXP).csv, to commit) and
+# docs/findings.md rendered from every committed summary.
+EXP ?= regime
+findings: setup
+	$(PY) -m experiments.train -m experiment=$(EXP)
+	$(PY) -m analysis.summaries multirun/$(EXP) --out analysis/findings/$(EXP).csv
+	$(PY) -m analysis.findings
 
 # Re-pin constraints.txt from the current environment (after changing dependencies).
 lock: setup
