@@ -13,6 +13,21 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 
+@dataclass
+class DataConfig:
+    """Fields every data source has; each source's schema extends this."""
+
+    source: str = "synthetic"
+    num_domains: int = 8
+    # Cap on each domain's training tokens, applied at load time (None: no cap).
+    tokens_per_domain: int | None = None
+    # Seeds the data itself; the run's `seed` varies training on the same data.
+    seed: int = 0
+    # Two-level domains: this many coarse clusters over the `num_domains` fine ones (0: flat).
+    # DGA-DR's default bases are one per coarse cluster.
+    coarse_domains: int = 0
+
+
 class TokenSequences:
     """Fixed-length training sequences over a flat token array (a numpy array or a memmap).
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from domains.data import DomainData
+from domains.data import DataConfig, DomainData
 from domains.sources import SOURCES as TEXT_SOURCES
-from domains.synthetic import DataConfig, generate
+from domains.synthetic import generate
 from domains.text import load_text_data
 
 

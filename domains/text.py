@@ -40,7 +40,7 @@ from tqdm import tqdm
 from domains.cache import build_once, stable_hash, texts_digest
 from domains.chunking import chunk_text
 from domains.cluster import check_clustering, fit_clustering
-from domains.data import DomainData, TokenSequences
+from domains.data import DataConfig, DomainData, TokenSequences
 from domains.describe import describe_domains
 from domains.embed import Embedder, EmbeddingConfig
 from domains.sources import Document, SourceConfig, fingerprint, provenance, read_documents
@@ -52,7 +52,6 @@ from domains.store import (
     load_domain_data,
     write_manifest,
 )
-from domains.synthetic import DataConfig
 from domains.tokenizer import TOKENIZER_FILE, cached_tokenizer, encode, eos_id, token_dtype
 
 log = logging.getLogger(__name__)
