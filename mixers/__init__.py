@@ -8,6 +8,7 @@ from mixers.dga import DGAConfig, DGAMixer
 from mixers.dga_dr import DGADRConfig, DGADRMixer
 from mixers.doge import DoGEConfig, DoGEMixer
 from mixers.importance import ImportanceConfig, ImportanceMixer
+from mixers.odm import ODMConfig, ODMMixer
 from mixers.static import StaticConfig, StaticMixer
 from mixers.uniform import UniformConfig, UniformMixer
 
@@ -19,6 +20,7 @@ MIXERS: dict[str, tuple[type[Mixer], type[MixerConfig]]] = {
     "doge": (DoGEMixer, DoGEConfig),
     "dga": (DGAMixer, DGAConfig),
     "dga_dr": (DGADRMixer, DGADRConfig),
+    "odm": (ODMMixer, ODMConfig),
 }
 
 

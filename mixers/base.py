@@ -11,6 +11,7 @@ reweighting, p basis distributions over the domains) and may
   the update comes before the step's batch is drawn, so the weights recorded after it are those
   the batch is drawn (or, for DoGE, reweighted) with;
 - reweight the training loss per domain (`training_loss`; DoGE trains on the alpha-weighted loss);
+- watch each step's per-domain training losses (`observe_training_losses`; ODM's bandit reward);
 - say which mixture over the domains a fresh model should be trained on to reuse its choice
   (`mixture`: what the static mixer reads back from a run's results);
 - save and restore its state (`state_dict`, `load_state_dict`), which the LightningModule stores in
@@ -72,6 +73,8 @@ class Mixer:
 
     # Whether every training batch must hold every domain (DoGE's per-domain gradients).
     stratified_batches = False
+    # Whether the mixer is shown each step's per-domain training losses (ODM).
+    observes_training_losses = False
 
     def __init__(self, cfg: MixerConfig, data: MixerView):
         self.cfg = cfg
@@ -125,6 +128,11 @@ class Mixer:
     def update(self, ctx: UpdateContext) -> dict[str, float]:
         """Move the weights; returns scalars to log (e.g. alignment scores). Static by default."""
         return {}
+
+    def observe_training_losses(self, step: int, losses: np.ndarray, present: np.ndarray) -> None:
+        """After training step `step` (when `observes_training_losses`): each domain's mean
+        training loss in it, averaged over ranks, and which domains the step held. A mixer may
+        move its weights here; the next step is drawn with them."""
 
     def training_loss(self, sequence_losses: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
         """The loss the model is trained on, from per-sequence losses and their domains."""

@@ -218,11 +218,28 @@ class MixtureLM(L.LightningModule):
         losses = sequence_loss(self.model, tokens)
         loss = self.mixer.training_loss(losses, domains)
         self.mixer.observe_step()
+        if self.mixer.observes_training_losses:
+            self._show_training_losses(step, losses.detach(), domains)
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/tokens", float(self.batches.tokens_seen), reduce_fx="max")
         self.log("train/probe_tokens", float(self.batches.probe_tokens), reduce_fx="max")
         self.log("train/lr", self.optimizers().param_groups[0]["lr"])
         return loss
+
+    def _show_training_losses(self, step: int, losses: torch.Tensor, domains: torch.Tensor) -> None:
+        """Each domain's mean training loss this step, over all ranks, to the mixer; a change of
+        weights is recorded as in force from the next step."""
+        k = self.data.num_domains
+        totals = torch.zeros(2, k, dtype=torch.float64, device=losses.device)
+        totals[0].index_add_(0, domains, losses.double())
+        totals[1].index_add_(0, domains, torch.ones_like(losses, dtype=torch.float64))
+        sums, counts = self._all_reduce_mean(totals).cpu().numpy()
+        present = counts > 0
+        means = np.divide(sums, counts, out=np.zeros(k), where=present)
+        before = self.mixer.weights
+        self.mixer.observe_training_losses(step, means, present)
+        if not np.array_equal(before, self.mixer.weights):
+            self.trajectory.append((step + 1, self.mixer.weights.tolist()))
 
     def _log_weights(self, update_logs: dict[str, float]) -> None:
         metrics = {f"mixer/{key}": float(value) for key, value in update_logs.items()}

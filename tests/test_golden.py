@@ -34,6 +34,7 @@ MIXERS = {
         "mixer.alignment=finite_difference",
     ),
     "dga_dr": ("mixer=dga_dr", "mixer.update_every=4", "mixer.eta=5"),
+    "odm": ("mixer=odm", "mixer.warmup_steps=4"),
 }
 
 
