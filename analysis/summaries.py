@@ -3,8 +3,8 @@ mixers.
 
     python -m analysis.summaries <sweep dirs...> --out analysis/findings/<name>.csv
 
-writes one row per run (setting, mixer variant, seed, status, final losses, costs, weights as
-JSON; no checkpoints, no curves) and prints, per setting, the separation of each mixer from
+writes one row per run (setting, mixer variant, seed, status, final losses, costs, how much the
+weights oscillated, weights as JSON; no checkpoints, no curves) and prints, per setting, the separation of each mixer from
 uniform: the mean paired gain over seeds, its 95 % t-interval and the ratio |mean gain| / (seed
 standard deviation of the paired gains). A setting where that ratio is large tells mixers apart
 with a few seeds; one where it is below 1 needs many.
@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from analysis.paired import compare
-from analysis.results import BASELINE, load_runs, setting_columns
+from analysis.results import BASELINE, load_runs, load_trajectory, setting_columns
 
 RUN_COLUMNS = [
     "mixer_label",
@@ -40,10 +40,24 @@ RUN_COLUMNS = [
 WEIGHT_COLUMNS = ["final_weights", "time_averaged_weights"]
 
 
+def weight_oscillation(run_dir: str | None) -> float:
+    """How much a run's weights moved between consecutive updates: the mean L1 distance between
+    successive rows of its weights.csv (0 for a static mixer; NaN without a trajectory). Plain
+    DGA's weights are said to oscillate, and the EMA to damp them: this is the measure."""
+    if not run_dir:
+        return np.nan
+    trajectory = load_trajectory(run_dir)
+    if len(trajectory) < 2:
+        return 0.0 if len(trajectory) else np.nan
+    return float(trajectory.diff().abs().sum(axis=1).iloc[1:].mean())
+
+
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: its setting columns, then `RUN_COLUMNS`, then the weights as JSON."""
+    """One row per run: its setting columns, then `RUN_COLUMNS`, the weights' oscillation, then
+    the weights as JSON."""
     keys = setting_columns(runs)
     table = runs[keys + RUN_COLUMNS].copy()
+    table["weight_oscillation"] = [weight_oscillation(d) for d in runs["run_dir"]]
     for column in WEIGHT_COLUMNS:
         table[column] = [
             json.dumps({k: round(v, 6) for k, v in w.items()}) if isinstance(w, dict) else ""

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from analysis.results import load_runs, setting_columns
-from analysis.summaries import main, separation, summarize
+from analysis.summaries import main, separation, summarize, weight_oscillation
 from tests.test_analysis_results import write_run
 
 
@@ -30,6 +30,16 @@ def test_one_row_per_run_with_weights_as_json(sweep):
     row = summary[(summary["mixer_label"] == "dga") & (summary["seed"] == 1)].iloc[0]
     assert row["target_loss"] == pytest.approx(3.0) and row["mixer_flops"] == 500.0
     assert json.loads(row["final_weights"]) == {"domain_00": 0.5, "domain_01": 0.5}
+
+
+def test_weight_oscillation_is_the_mean_step_between_updates(tmp_path):
+    run_dir = write_run(tmp_path, "dga", mixer="dga")
+    (run_dir / "weights.csv").write_text(
+        "step,domain_00,domain_01\n0,0.5,0.5\n10,0.7,0.3\n20,0.6,0.4\n"
+    )
+    # L1 steps: |0.2| + |0.2| = 0.4, then 0.1 + 0.1 = 0.2: mean 0.3.
+    assert weight_oscillation(str(run_dir)) == pytest.approx(0.3)
+    assert summarize(load_runs([tmp_path]))["weight_oscillation"].iloc[0] == pytest.approx(0.3)
 
 
 def test_separation_is_the_paired_gain_over_its_seed_spread(sweep):
