@@ -24,10 +24,12 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.paired import MIN_SEEDS, Interval, compare
+from analysis.summaries import separation
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = ROOT / "analysis" / "findings"
 REPORT = ROOT / "docs" / "findings.md"
+VOCABULARY = "config.data.vocab_size"  # the summary column of the swept vocabulary size
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = (
     "reproduced",
@@ -147,29 +149,26 @@ def regime_section(runs: pd.DataFrame | None) -> list[str]:
     lines = ["## Which CPU setting separates the mixers (`experiment=regime`)", ""]
     if runs is None:
         return [*lines, "Not run yet: `make findings EXP=regime`.", ""]
-    rows, separated = [], []
-    done = runs[runs["status"] == "completed"]
-    for (vocab, tokens), setting in done.groupby(["config.data.vocab_size", "train_tokens"]):
-        by_seed = setting.pivot_table(index="seed", columns="mixer_label", values="target_loss")
-        for label in [c for c in by_seed.columns if c != "uniform"]:
-            interval = compare(by_seed.get("uniform"), by_seed[label])
-            gains = (by_seed["uniform"] - by_seed[label]).dropna()
-            spread = gains.std(ddof=1) if len(gains) > 1 else math.nan
-            if interval.excludes_zero:
-                separated.append(f"{label} at vocabulary {int(vocab):,}, {int(tokens):,} tokens")
-            rows.append(
-                {
-                    "vocabulary": f"{int(vocab):,}",
-                    "training tokens": f"{int(tokens):,}",
-                    "mixer": label,
-                    "gain vs uniform [95% CI]": _interval_text(interval),
-                    "seed sd of gain": "–" if math.isnan(spread) else f"{spread:.4f}",
-                    "ratio gain / sd": "–"
-                    if not spread > 0
-                    else f"{abs(interval.mean) / spread:.1f}",
-                    "uniform loss": f"{by_seed['uniform'].mean():.3f}",
-                }
-            )
+    table = separation(runs, [VOCABULARY, "train_tokens"])
+    rows = [
+        {
+            "vocabulary": f"{int(row[VOCABULARY]):,}",
+            "training tokens": f"{int(row['train_tokens']):,}",
+            "mixer": row["mixer_label"],
+            "gain vs uniform [95% CI]": _interval_text(
+                Interval(row["gain"], row["gain_ci_low"], row["gain_ci_high"], row["seeds"])
+            ),
+            "seed sd of gain": "–" if math.isnan(row["seed_std"]) else f"{row['seed_std']:.4f}",
+            "ratio gain / sd": "–" if math.isnan(row["ratio"]) else f"{row['ratio']:.1f}",
+            "uniform loss": f"{row['baseline_loss']:.3f}",
+        }
+        for _, row in table.iterrows()
+    ]
+    separated = [
+        f"{r['mixer']} at vocabulary {r['vocabulary']}, {r['training tokens']} tokens"
+        for r, low, high in zip(rows, table["gain_ci_low"], table["gain_ci_high"], strict=True)
+        if low > 0 or high < 0
+    ]
     lines += [
         "The demo corpus (k = 16, 4 coarse clusters, BBC tech as the specialist set), tiny GPT, "
         "three seeds per mixer. Gain: uniform's held-out specialist loss minus the mixer's, "

@@ -67,8 +67,9 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def separation(summary: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Per setting and mixer variant: paired gain over uniform (uniform - variant), its interval,
-    the seed standard deviation of the paired gains and their ratio."""
+    """Per setting and mixer variant: uniform's mean loss, the paired gain over uniform
+    (uniform - variant) with its interval, the seed standard deviation of the paired gains and
+    their ratio."""
     rows = []
     done = summary[summary["status"] == "completed"]
     for values, setting in done.groupby(keys, dropna=False, sort=True):
@@ -83,6 +84,7 @@ def separation(summary: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
                 {
                     **dict(zip(keys, values, strict=True)),
                     "mixer_label": label,
+                    "baseline_loss": by_seed[BASELINE].mean(),
                     "seeds": interval.n,
                     "gain": interval.mean,
                     "gain_ci_low": interval.low,
