@@ -15,7 +15,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from lightning.fabric.plugins import TorchCheckpointIO
@@ -25,6 +25,13 @@ LAST, PREVIOUS = "last.ckpt", "previous.ckpt"
 
 class UnusableCheckpoint(ValueError):
     """A file that cannot be read as a mixbench checkpoint."""
+
+
+class Resumable(NamedTuple):
+    """A checkpoint found readable, and the training step it was saved at."""
+
+    path: Path
+    step: int
 
 
 class KeepPreviousCheckpointIO(TorchCheckpointIO):
@@ -63,9 +70,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return checkpoint
 
 
-def resume_checkpoint(resume: str | None, run_dir: Path) -> Path | None:
+def resume_checkpoint(resume: str | None, run_dir: Path) -> Resumable | None:
     """The checkpoint a run continues from: None (start fresh), `auto` (the run directory's
-    last checkpoint, else the previous one, with a warning), or a given file."""
+    last checkpoint, else the previous one, with a warning), or a given file. It is read once
+    here, to check it and to learn its step."""
     if resume is None:
         return None
     if resume != "auto":
@@ -73,22 +81,21 @@ def resume_checkpoint(resume: str | None, run_dir: Path) -> Path | None:
         if not path.is_file():
             raise FileNotFoundError(f"train.resume: no checkpoint at {path}")
         try:
-            load_checkpoint(path)
+            return Resumable(path, load_checkpoint(path)["global_step"])
         except UnusableCheckpoint as error:
             raise UnusableCheckpoint(f"train.resume: {error}") from None
-        return path
     folder = run_dir / "checkpoints"
     candidates = [folder / name for name in (LAST, PREVIOUS) if (folder / name).exists()]
     problems = []
     for path in candidates:
         try:
-            load_checkpoint(path)
+            step = load_checkpoint(path)["global_step"]
         except UnusableCheckpoint as error:
             problems.append(str(error))
             continue
         if problems:
             warnings.warn(f"{problems[0]}; resuming from {path} instead", stacklevel=2)
-        return path
+        return Resumable(path, step)
     if problems:
         raise UnusableCheckpoint(
             f"no usable checkpoint in {folder}: {'; '.join(problems)}. Delete that folder to "

@@ -30,7 +30,6 @@ from domains.loading import load_data
 from experiments.checkpoints import (
     LAST,
     KeepPreviousCheckpointIO,
-    load_checkpoint,
     resume_checkpoint,
 )
 from experiments.config import check_config, register_configs
@@ -104,7 +103,7 @@ def _wandb_run_id(run_dir: Path) -> str:
     return run_id
 
 
-def _carry_over_metrics(csv_logger: CSVLogger, checkpoint: Path) -> None:
+def _carry_over_metrics(csv_logger: CSVLogger, resumed_step: int) -> None:
     """Keep the metric history of a resumed run.
 
     Lightning's CSV logger deletes an existing metrics.csv, so the rows logged before the
@@ -113,7 +112,6 @@ def _carry_over_metrics(csv_logger: CSVLogger, checkpoint: Path) -> None:
     path = Path(csv_logger.log_dir) / METRICS_FILE
     if not path.exists():
         return
-    resumed_step = load_checkpoint(checkpoint)["global_step"]
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     for row in rows:
@@ -190,10 +188,11 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         model_cfg.vocab_size = data.vocab_size
         mixer = build_mixer(OmegaConf.to_object(cfg.mixer), data.mixer_view())
 
-        checkpoint = resume_checkpoint(cfg.train.resume, run_dir)
+        resumable = resume_checkpoint(cfg.train.resume, run_dir)
+        checkpoint = resumable.path if resumable else None
         csv_logger = CSVLogger(save_dir=str(run_dir), name="", version="")
-        if checkpoint is not None:
-            _carry_over_metrics(csv_logger, checkpoint)
+        if resumable is not None:
+            _carry_over_metrics(csv_logger, resumable.step)
         loggers = [csv_logger]
         if cfg.logger.wandb and cfg.logger.mode != "disabled":
             loggers.append(_wandb_logger(cfg, run_dir))

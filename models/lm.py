@@ -9,6 +9,7 @@ exactly. The train DataLoader only yields step numbers.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import time
@@ -200,14 +201,11 @@ class MixtureLM(L.LightningModule):
 
     def training_step(self, _step: int, batch_idx: int) -> torch.Tensor:
         step = self.global_step
-        drawn = []
 
+        @functools.cache  # drawn once per step, with the weights in force when first asked for
         def training_batch() -> tuple[torch.Tensor, torch.Tensor]:
-            if not drawn:  # once per step, with the weights in force when first asked for
-                weights = self.mixer.domain_weights()
-                stratified = self.mixer.stratified_batches
-                drawn.append(self.batches.train(weights, self.device, stratified))
-            return drawn[0]
+            weights, stratified = self.mixer.domain_weights(), self.mixer.stratified_batches
+            return self.batches.train(weights, self.device, stratified)
 
         updated = self.mixer.should_update(step)
         if updated:
