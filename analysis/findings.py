@@ -12,6 +12,11 @@ the runs its filters select. Its verdict follows the paired 95 % interval of wor
 over seeds (analysis/paired.py): **reproduced** when the interval lies above 0, **not
 reproduced** when it lies below 0, and **inconclusive at this scale** when it contains 0 or
 there are fewer than 3 paired seeds. An interval that contains 0 is never "reproduced".
+
+Each claim's section also has a table of every mixer variant in its experiment (mean over seeds,
+paired gain over uniform where uniform ran) and a figure (`docs/findings/<experiment>.png`). The
+`targets` experiment repeats the regime's comparison on other specialist sets, reported per
+target and as wins, ties and losses against uniform and importance sampling.
 """
 
 from __future__ import annotations
@@ -22,13 +27,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-from analysis.paired import MIN_SEEDS, Interval, compare
+from analysis.paired import MIN_SEEDS, Interval, compare, paired_interval
+from analysis.plots import mixer_colours
 from analysis.summaries import separation
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = ROOT / "analysis" / "findings"
 REPORT = ROOT / "docs" / "findings.md"
+FIGURES = "findings"  # beside the report: docs/findings/<experiment>.png
 VOCABULARY = "config.data.vocab_size"  # the summary column of the swept vocabulary size
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = (
@@ -62,6 +71,9 @@ class Claim:
     metric: str = "target_loss"
     better_where: dict = field(default_factory=dict)
     worse_where: dict = field(default_factory=dict)
+    # The summary column the experiment varies: its table's rows and its figure's x axis.
+    x: str = "mixer_label"
+    x_title: str = "mixer"
 
 
 CLAIMS = [
@@ -73,6 +85,8 @@ CLAIMS = [
         better="dga",
         worse="importance",
         where={"tokens_per_domain": 10_000},
+        x="tokens_per_domain",
+        x_title="training tokens per domain (cap)",
     ),
     Claim(
         "Fine granularity",
@@ -82,6 +96,8 @@ CLAIMS = [
         better="dga_dr",
         worse="importance",
         where={"num_domains": 256},
+        x="num_domains",
+        x_title="domains (k)",
     ),
     Claim(
         "The EMA stabilises DGA",
@@ -103,13 +119,20 @@ CLAIMS = [
         where={},
         better_where={"train_tokens": 1_000_000},
         worse_where={"train_tokens": 1_500_000},
+        x="total_flops",
+        x_title="total compute (training + mixer FLOPs)",
     ),
 ]
 
 
 def load(experiment: str, data_dir: Path = DATA_DIR) -> pd.DataFrame | None:
     path = data_dir / f"{experiment}.csv"
-    return pd.read_csv(path) if path.exists() else None
+    if not path.exists():
+        return None
+    runs = pd.read_csv(path)
+    costs = [c for c in ("train_flops", "mixer_flops", "upstream_flops") if c in runs]
+    runs["total_flops"] = runs[costs].fillna(0).sum(axis=1)  # all compute the run stands for
+    return runs
 
 
 def _by_seed(runs: pd.DataFrame, label: str, where: dict, metric: str) -> pd.Series | None:
@@ -187,7 +210,68 @@ def regime_section(runs: pd.DataFrame | None) -> list[str]:
     return lines
 
 
-def claim_section(claim: Claim, runs: pd.DataFrame | None) -> list[str]:
+def _number(value: float) -> str:
+    if isinstance(value, str):
+        return value
+    if float(value).is_integer() and abs(value) < 1e7:
+        return f"{int(value):,}"
+    return f"{value:.3g}"
+
+
+def variant_table(runs: pd.DataFrame, claim: Claim) -> pd.DataFrame:
+    """Per value of the claim's x column and mixer variant: seeds, mean and seed sd of the
+    claim's metric and of the specialist loss, and the paired gain over uniform at the same x."""
+    done = runs[runs["status"] == "completed"]
+    rows = []
+    for (x, label), group in done.groupby([claim.x, "mixer_label"], sort=True):
+        uniform = done[(done[claim.x] == x) & (done["mixer_label"] == "uniform")]
+        row = {
+            claim.x_title: _number(x),
+            "mixer": label,
+            "seeds": str(len(group)),
+            f"{claim.metric} (mean ± sd)": f"{group[claim.metric].mean():.4f} ± "
+            f"{group[claim.metric].std(ddof=1):.4f}",
+        }
+        if claim.metric != "target_loss":
+            row["target_loss (mean)"] = f"{group['target_loss'].mean():.4f}"
+        gain = compare(
+            uniform.groupby("seed")["target_loss"].mean() if len(uniform) else None,
+            group.groupby("seed")["target_loss"].mean(),
+        )
+        row["gain vs uniform [95% CI]"] = "–" if label == "uniform" else _interval_text(gain)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def claim_figure(runs: pd.DataFrame, claim: Claim) -> Figure:
+    """The claim's metric against its x column: one dot per run, a line through each mixer
+    variant's means."""
+    done = runs[runs["status"] == "completed"]
+    fig = Figure(figsize=(6.5, 4.2), layout="constrained", dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    colours = mixer_colours(done["mixer_label"])
+    categorical = claim.x == "mixer_label"
+    positions = {label: i for i, label in enumerate(sorted(done["mixer_label"].unique()))}
+    for label, group in done.groupby("mixer_label", sort=True):
+        xs = group[claim.x].map(positions) if categorical else group[claim.x]
+        ax.scatter(xs, group[claim.metric], color=colours[label], s=18, alpha=0.6, label=label)
+        if not categorical:
+            means = group.groupby(claim.x)[claim.metric].mean()
+            ax.plot(means.index, means.to_numpy(), color=colours[label], linewidth=1.5)
+    if categorical:
+        ax.set_xticks(list(positions.values()), list(positions))
+    ax.set_xlabel(claim.x_title)
+    ax.set_ylabel(claim.metric)
+    ax.set_title(f"{claim.title} (experiment={claim.experiment})", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def claim_section(
+    claim: Claim, runs: pd.DataFrame | None, figure_dir: Path | None = None
+) -> list[str]:
     lines = [f"## {claim.title}", "", f"*Claim.* {claim.statement}", ""]
     if runs is None:
         return [*lines, f"Not run yet: `make findings EXP={claim.experiment}`.", ""]
@@ -199,18 +283,126 @@ def claim_section(claim: Claim, runs: pd.DataFrame | None) -> list[str]:
             f" ({', '.join(f'{k}={v}' for k, v in filters.items())})" if filters else ""
         )
 
+    figure = f"{FIGURES}/{claim.experiment}.png"
+    if figure_dir is not None:
+        figure_dir.mkdir(parents=True, exist_ok=True)
+        claim_figure(runs, claim).savefig(figure_dir / f"{claim.experiment}.png", metadata=PNG)
     lines += [
         f"*Verdict: **{verdict(interval)}**.* {claim.metric} of "
         f"{side(claim.worse, claim.worse_where)} minus that of "
         f"{side(claim.better, claim.better_where)}, paired by seed: "
         f"{_interval_text(interval)} (`experiment={claim.experiment}`).",
         "",
+        _table(variant_table(runs, claim)),
+        "",
+        f"![{claim.title}]({figure})",
+        "",
     ]
     return lines
 
 
-def render(data_dir: Path = DATA_DIR) -> str:
-    missing = [c.experiment for c in CLAIMS if load(c.experiment, data_dir) is None]
+# No creation date or software version in the PNGs: a re-render changes no byte.
+PNG = {"Software": None}
+
+
+# The targets experiment shares the regime's setting at vocabulary 4,096 and 1M tokens, whose
+# specialist set is the demo's default, BBC tech (conf/data/specialist/bbc_tech.yaml).
+REGIME_TARGET = "bbc/tech"
+REGIME_SETTING = {VOCABULARY: 4096, "train_tokens": 1_000_000}
+WHERE = "config.data.specialist.where."  # + part, topic, lang: the summary's target columns
+
+
+def target_runs(targets: pd.DataFrame | None, regime: pd.DataFrame | None) -> pd.DataFrame:
+    """The runs of every specialist target, with a `target` column (e.g. `wikipedia/fr`)."""
+    parts = []
+    if targets is not None:
+        columns = [
+            f"{WHERE}{key}" for key in ("part", "topic", "lang") if f"{WHERE}{key}" in targets
+        ]
+        names = targets[columns].apply(lambda row: "/".join(row.dropna().astype(str)), axis=1)
+        parts.append(targets.assign(target=names))
+    if regime is not None:
+        selected = regime
+        for column, value in REGIME_SETTING.items():
+            selected = selected[selected[column] == value]
+        parts.append(selected.assign(target=REGIME_TARGET))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _tally(intervals: list[Interval]) -> str:
+    wins = sum(i.low > 0 for i in intervals)
+    losses = sum(i.high < 0 for i in intervals)
+    return f"{wins} / {len(intervals) - wins - losses} / {losses}"
+
+
+def targets_section(runs: pd.DataFrame) -> list[str]:
+    lines = ["## Several specialist targets (`experiment=targets`)", ""]
+    if runs.empty or runs["target"].nunique() < 2:
+        return [*lines, "Not run yet: `make findings EXP=targets`.", ""]
+    done = runs[runs["status"] == "completed"]
+    table = separation(done, ["target"])
+    by_target = {
+        target: group.pivot_table(index="seed", columns="mixer_label", values="target_loss")
+        for target, group in done.groupby("target", sort=True)
+    }
+    rows = [
+        {
+            "target": row["target"],
+            "mixer": row["mixer_label"],
+            "uniform loss": f"{row['baseline_loss']:.3f}",
+            "gain vs uniform [95% CI]": _interval_text(
+                Interval(row["gain"], row["gain_ci_low"], row["gain_ci_high"], row["seeds"])
+            ),
+        }
+        for _, row in table.iterrows()
+    ]
+    summary = []
+    for label in sorted(table["mixer_label"].unique()):
+        mine = table[table["mixer_label"] == label]
+        intervals = [
+            Interval(r["gain"], r["gain_ci_low"], r["gain_ci_high"], r["seeds"])
+            for _, r in mine.iterrows()
+        ]
+        against_importance = [
+            compare(losses.get("importance"), losses.get(label))
+            for losses in by_target.values()
+            if label != "importance" and label in losses
+        ]
+        summary.append(
+            {
+                "mixer": label,
+                "targets": str(len(intervals)),
+                "mean gain vs uniform over targets [95% CI]": _interval_text(
+                    paired_interval(mine["gain"].to_numpy())
+                ).replace("seeds", "targets"),
+                "vs uniform: wins / ties / losses": _tally(intervals),
+                "vs importance: wins / ties / losses": _tally(against_importance)
+                if against_importance
+                else "–",
+            }
+        )
+    lines += [
+        "The same setting as the regime study's (vocabulary 4,096, 1M tokens, k = 16, three "
+        "seeds) on each specialist set, each removed from the generic pool before clustering. "
+        f"{REGIME_TARGET} is the regime study's runs. A win (loss) is a paired 95 % interval "
+        "over seeds above (below) 0; anything else is a tie. The mean gain over targets has a "
+        "t-interval over the targets' mean gains.",
+        "",
+        _table(pd.DataFrame(rows)),
+        "",
+        _table(pd.DataFrame(summary)),
+        "",
+    ]
+    return lines
+
+
+def render(data_dir: Path = DATA_DIR, figure_dir: Path | None = None) -> str:
+    """The report; with `figure_dir`, each claim's figure is written there too."""
+    missing = [
+        experiment
+        for experiment in [c.experiment for c in CLAIMS] + ["targets"]
+        if load(experiment, data_dir) is None
+    ]
     parts = [
         "# Findings: the DGA paper's claims at CPU scale",
         "",
@@ -222,9 +414,11 @@ def render(data_dir: Path = DATA_DIR) -> str:
     ]
     if missing:
         parts += [f"Experiments not run yet: {', '.join(missing)}.", ""]
-    parts += regime_section(load("regime", data_dir))
+    regime = load("regime", data_dir)
+    parts += regime_section(regime)
     for claim in CLAIMS:
-        parts += claim_section(claim, load(claim.experiment, data_dir))
+        parts += claim_section(claim, load(claim.experiment, data_dir), figure_dir)
+    parts += targets_section(target_runs(load("targets", data_dir), regime))
     return "\n".join(parts).rstrip() + "\n"
 
 
@@ -234,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPORT, help="report to write")
     args = parser.parse_args(argv)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(args.data))
+    args.out.write_text(render(args.data, args.out.parent / FIGURES))
     print(f"wrote {args.out}")
     return 0
 

@@ -20,7 +20,9 @@ its losses, over their shared seeds (at least 3), excludes 0; then it starts a n
 by its position (1-based). Tied ranks show as `1=`; the CSV has `rank` and `rank_tied`.
 
 Cost is counted in FLOPs, so it does not depend on machine load: `compute_overhead` = the FLOPs
-of the mixer's own forward/backward passes / the FLOPs of the training steps (mean over seeds).
+of the mixer's own forward/backward passes plus those spent before the run to produce what it
+reuses (a reference model, a swarm of proxy runs: `upstream_flops`) / the FLOPs of the training
+steps (mean over seeds).
 Wall clock appears only within a run: `mixer_time_share` = time in mixer updates / time in
 training steps.
 """

@@ -454,7 +454,7 @@ def plot_gains(runs: pd.DataFrame) -> Figure | None:
 
 # Overhead columns: (column, x-axis label, panel title).
 OVERHEADS = (
-    ("compute_overhead", "mixer FLOPs (% of training FLOPs)", "Extra compute"),
+    ("compute_overhead", "mixer + upstream FLOPs (% of training FLOPs)", "Extra compute"),
     (
         "mixer_time_share",
         "time in mixer updates (% of the run's training-step time)",

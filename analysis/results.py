@@ -13,7 +13,6 @@ mixer *variant*: the mixer name plus the options it was given that differ from t
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
@@ -25,10 +24,14 @@ from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
-from experiments.results import METRICS_FILE, RESULTS_FILE, TRAJECTORY_FILE, read_results
+from experiments.results import (
+    METRICS_FILE,
+    RESULTS_FILE,
+    TRAJECTORY_FILE,
+    RunRecord,
+    read_record,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,50 +76,6 @@ def _flatten(config: dict, prefix: str = "") -> dict[str, object]:
     return flat
 
 
-@functools.cache
-def mixer_defaults(name: str) -> dict | None:
-    """The options `mixer=<name>` gives (its schema overlaid with conf/mixer/<name>.yaml), or
-    None when this checkout does not know the mixer."""
-    from mixers import MIXERS  # imports torch: only needed once a run is labelled
-
-    parts = []
-    if name in MIXERS:
-        parts.append(OmegaConf.structured(MIXERS[name][1]))
-    option = CONF_DIR / "mixer" / f"{name}.yaml"
-    if option.exists():
-        yaml = OmegaConf.load(option)
-        yaml.pop("defaults", None)
-        parts.append(yaml)
-    if not parts:
-        return None
-    try:
-        return OmegaConf.to_container(OmegaConf.merge(*parts), resolve=True)
-    except OmegaConfBaseException:  # e.g. an interpolation into the rest of the config
-        return None
-
-
-def _format_option(value: object) -> str:
-    if isinstance(value, str) and os.sep in value:
-        return Path(value).name  # a path: its last part keeps labels short
-    if isinstance(value, float):
-        return f"{value:g}"
-    return json.dumps(value) if isinstance(value, list | dict) else str(value)
-
-
-def mixer_label(options: dict) -> str:
-    """`name` or `name[key=value,...]` listing the options that differ from `mixer=<name>`."""
-    name = options.get("name", "?")
-    defaults = mixer_defaults(name) or {}
-    changed = {
-        key: value
-        for key, value in sorted(options.items())
-        if key != "name" and key in defaults and defaults[key] != value
-    }
-    if not changed:
-        return name
-    return f"{name}[{','.join(f'{k}={_format_option(v)}' for k, v in changed.items())}]"
-
-
 def _metric(metrics: dict | None, key: str) -> float:
     value = (metrics or {}).get(key)
     return float(value) if value is not None else math.nan
@@ -159,52 +118,55 @@ def domain_caption(name: str, labels: dict | None, parts: int = 2) -> str:
     return f"{name} {', '.join(label.split(', ')[:parts])}"
 
 
-def run_row(record: dict, run_dir: str | None) -> dict:
-    """One row of the runs table from a results record (the contents of results.json)."""
-    config = record.get("config") or {}
-    flat = _flatten(config)
-    mixer_options = config.get("mixer") or {"name": record.get("mixer", "?")}
-    error = record.get("error")
-    epochs = record.get("domain_epochs") or {}
-    domain_tokens = record.get("domain_tokens") or {}
-    worst, worst_loss = worst_domain(record.get("metrics_final"))
-    train_seconds = record.get("train_seconds", math.nan)
+def run_row(record: RunRecord, run_dir: str | None) -> dict:
+    """One row of the runs table from a run's record."""
+    flat = _flatten(record.config)
+    mixer_options = record.config.get("mixer") or {"name": record.mixer}
+    error = record.error
+    epochs = record.domain_epochs or {}
+    domain_tokens = record.domain_tokens or {}
+    worst, worst_loss = worst_domain(record.metrics_final)
     row = {
         "run_dir": run_dir,
-        "status": record.get("status", "unknown"),
+        "status": record.status,
         "error": f"{error.get('type')}: {error.get('message')}"
         if isinstance(error, dict)
         else error,
         "mixer": mixer_options.get("name", "?"),
-        "mixer_label": mixer_label(mixer_options),
-        "seed": record.get("seed", config.get("seed")),
+        # Labelled by the run itself (experiments/config.py); a record without one: its name.
+        "mixer_label": record.mixer_label or mixer_options.get("name", "?"),
+        "seed": record.seed if record.seed is not None else record.config.get("seed"),
         **{column: flat.get(key) for column, key in SETTING_KEYS.items()},
-        "target_loss": _metric(record.get("metrics_final"), TARGET_LOSS),
-        "generic_loss": _metric(record.get("metrics_final"), GENERIC_LOSS),
+        "target_loss": _metric(record.metrics_final, TARGET_LOSS),
+        "generic_loss": _metric(record.metrics_final, GENERIC_LOSS),
         "worst_domain_loss": worst_loss,
         "worst_domain": worst,
-        "target_loss_initial": _metric(record.get("metrics_initial"), TARGET_LOSS),
-        "steps": record.get("steps", math.nan),
-        "tokens_trained": record.get("tokens_trained", math.nan),
-        "probe_tokens": record.get("probe_tokens", math.nan),
-        "wall_clock_s": record.get("wall_clock_s", math.nan),
-        "train_seconds": train_seconds,
-        # Cost: FLOPs of the mixer's extra passes and of the training steps (absent before they
-        # were recorded), and seconds inside mixer updates (a part of train_seconds).
-        "mixer_flops": record.get("mixer_flops", math.nan),
-        "train_flops": record.get("train_flops", math.nan),
-        "mixer_seconds": record.get("mixer_seconds", math.nan),
-        "compute_overhead": _ratio(record.get("mixer_flops"), record.get("train_flops")),
-        "mixer_time_share": _ratio(record.get("mixer_seconds"), train_seconds),
+        "target_loss_initial": _metric(record.metrics_initial, TARGET_LOSS),
+        "steps": record.steps,
+        "tokens_trained": record.tokens_trained,
+        "probe_tokens": record.probe_tokens,
+        "wall_clock_s": record.wall_clock_s,
+        "train_seconds": record.train_seconds,
+        # Cost: FLOPs of the mixer's extra passes, of the training steps and of what the run
+        # reused (a reference model, a swarm; NaN where not recorded), and seconds inside mixer
+        # updates (a part of train_seconds). The overhead is all compute beyond training.
+        "mixer_flops": record.mixer_flops,
+        "train_flops": record.train_flops,
+        "upstream_flops": record.upstream_flops,
+        "mixer_seconds": record.mixer_seconds,
+        "compute_overhead": _ratio(
+            record.mixer_flops + np.nan_to_num(record.upstream_flops), record.train_flops
+        ),
+        "mixer_time_share": _ratio(record.mixer_seconds, record.train_seconds),
         "max_domain_epochs": max(epochs.values()) if epochs else math.nan,
         "most_repeated_domain": max(epochs, key=epochs.get) if epochs else None,
         "mean_domain_tokens": np.mean(list(domain_tokens.values())) if domain_tokens else math.nan,
-        "final_weights": record.get("final_weights"),
-        "time_averaged_weights": record.get("time_averaged_weights"),
+        "final_weights": record.final_weights,
+        "time_averaged_weights": record.time_averaged_weights,
         "domain_epochs": epochs or None,
-        "domain_labels": record.get("domain_labels") or None,
-        "metrics_final": record.get("metrics_final"),
-        "files": record.get("files") or {"trajectory": TRAJECTORY_FILE, "metrics": METRICS_FILE},
+        "domain_labels": record.domain_labels or None,
+        "metrics_final": record.metrics_final,
+        "files": record.files,
     }
     row.update({f"config.{key}": value for key, value in flat.items()})
     return row
@@ -234,15 +196,12 @@ def load_runs(paths: list[str | Path]) -> pd.DataFrame:
     rows = []
     for run_dir in run_dirs:
         try:
-            record = read_results(run_dir)
-            if not isinstance(record, dict):
-                raise ValueError(f"expected a JSON object, got {type(record).__name__}")
-            rows.append(run_row(record, str(run_dir)))
+            rows.append(run_row(read_record(run_dir), str(run_dir)))
         # Not JSON (JSONDecodeError is a ValueError), or JSON of the wrong shape.
         except (OSError, ValueError, TypeError, AttributeError, KeyError) as error:
             log.warning("unreadable %s (listed as such): %s", run_dir / RESULTS_FILE, error)
             message = f"{type(error).__name__}: {error}"
-            rows.append(run_row({"status": "unreadable", "error": message}, str(run_dir)))
+            rows.append(run_row(RunRecord(status="unreadable", error=message), str(run_dir)))
     return pd.DataFrame(rows)
 
 
@@ -373,22 +332,23 @@ def check_reachable(url: str, timeout: float = 3.0) -> None:
 _WANDB_STATUS = {"finished": "completed", "crashed": "failed", "failed": "failed"}
 
 
-def wandb_record(config: dict, summary: dict, state: str) -> dict:
-    """A results record (the shape of results.json) from a W&B run's config, summary and state.
-    Only what W&B holds is filled in: final metrics (logged as `final/<metric>`), token counts
-    and run time; per-domain epochs and time in training steps stay unknown."""
+def wandb_record(config: dict, summary: dict, state: str) -> RunRecord:
+    """A run's record from a W&B run's config, summary and state. Only what W&B holds is filled
+    in: final metrics (logged as `final/<metric>`), the mixer's label, token counts and run
+    time; per-domain epochs and time in training steps stay unknown."""
     final = {k.removeprefix("final/"): v for k, v in summary.items() if k.startswith("final/")}
-    return {
-        "status": _WANDB_STATUS.get(state, state),
-        "error": None if state != "crashed" else "crashed (see the W&B run logs)",
-        "mixer": (config.get("mixer") or {}).get("name", "?"),
-        "seed": config.get("seed"),
-        "config": config,
-        "metrics_final": final,
-        "tokens_trained": summary.get("train/tokens", math.nan),
-        "probe_tokens": summary.get("train/probe_tokens", math.nan),
-        "wall_clock_s": summary.get("_runtime", math.nan),
-    }
+    return RunRecord(
+        status=_WANDB_STATUS.get(state, state),
+        error=None if state != "crashed" else "crashed (see the W&B run logs)",
+        mixer=(config.get("mixer") or {}).get("name", "?"),
+        mixer_label=summary.get("mixer_label"),
+        seed=config.get("seed"),
+        config=config,
+        metrics_final=final,
+        tokens_trained=summary.get("train/tokens", math.nan),
+        probe_tokens=summary.get("train/probe_tokens", math.nan),
+        wall_clock_s=summary.get("_runtime", math.nan),
+    )
 
 
 def load_wandb_runs(

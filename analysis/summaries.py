@@ -35,6 +35,7 @@ RUN_COLUMNS = [
     "probe_tokens",
     "mixer_flops",
     "train_flops",
+    "upstream_flops",
     "max_domain_epochs",
 ]
 WEIGHT_COLUMNS = ["final_weights", "time_averaged_weights"]

@@ -25,7 +25,8 @@ from benchmarks.common import median, print_table, write_results
 from benchmarks.throughput import BATCH, CONTEXT, WARMUP, fit_tokens_per_second
 from domains.synthetic import SyntheticDataConfig, generate
 from mixers import MIXERS, build_mixer
-from models.gpt import GPTConfig, sequence_loss
+from mixers.base import TrainingBatch
+from models.gpt import GPTConfig, token_losses
 from models.lm import MixtureLM, TrainConfig
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -78,7 +79,10 @@ def time_step(lm: MixtureLM, optimizer: torch.optim.Optimizer) -> float:
     tokens, domains = lm.batches.train(
         lm.mixer.domain_weights(), stratified=lm.mixer.stratified_batches
     )
-    loss = lm.mixer.training_loss(sequence_loss(lm.model, tokens), domains)
+    batch = TrainingBatch(
+        step=0, tokens=tokens, domains=domains, token_losses=token_losses(lm.model, tokens)
+    )
+    loss = lm.mixer.training_loss(batch)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()

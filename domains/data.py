@@ -116,15 +116,17 @@ class DomainData:
         """Training tokens per domain (after any cap)."""
         return np.array([seqs.num_tokens for seqs in self.train], dtype=np.int64)
 
-    def mixer_view(self) -> MixerView:
+    def mixer_view(self, seed: int = 0) -> MixerView:
         """What a mixer may see of this data: no token arrays, and above all not the held-out
         specialist `eval` split (the benchmark's score); specialist `train` sequences reach a
-        mixer only through its update context."""
+        mixer only through its update context. `seed`: the run's seed (`MixerView.seed`)."""
         return MixerView(
             names=list(self.names),
             domain_tokens=self.token_counts(),
             target_train_domain=self.target_train_domain.copy(),
             coarse_of=None if self.coarse_of is None else self.coarse_of.copy(),
+            vocab_size=self.vocab_size,
+            seed=seed,
         )
 
     def capped(self, tokens_per_domain: int | None) -> DomainData:
@@ -151,6 +153,11 @@ class MixerView:
     domain_tokens: np.ndarray
     target_train_domain: np.ndarray
     coarse_of: np.ndarray | None = None
+    # The tokenizer's vocabulary size (DoReMi's initial excess-loss score is its log).
+    vocab_size: int | None = None
+    # The run's seed, for a mixer that draws at random (Aioli's domain order): it seeds the
+    # mixer's own generator, which the mixer keeps in its state so that a resumed run continues it.
+    seed: int = 0
 
     @property
     def num_domains(self) -> int:

@@ -7,16 +7,22 @@ wrong type fails at composition time with a message naming it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from domains.synthetic import SyntheticDataConfig
 from domains.text import TextDataConfig
 from mixers import MIXERS
+from mixers.regmix import RegMixConfig
 from models.gpt import GPTConfig
 from models.lm import TrainConfig
 
@@ -52,6 +58,21 @@ class PathsConfig:
 
 
 @dataclass
+class PipelineConfig:
+    """A multi-stage experiment, run by `python -m experiments.pipeline` (experiments/pipeline.py),
+    never by experiments.train: `method` is `regmix` (swarm, regression, final run and swarm
+    oracle), `doremi` (reference, proxy, final run) or a mixer's name (one training stage)."""
+
+    method: str = MISSING
+    # Training tokens of each proxy run (RegMix's swarm, DoReMi's reference and proxy); null:
+    # train.tokens. The final runs always train train.tokens.
+    proxy_tokens: int | None = None
+    # RegMix: also retrain the swarm's best mixture at train.tokens (the swarm oracle).
+    oracle: bool = True
+    regmix: RegMixConfig = field(default_factory=RegMixConfig)
+
+
+@dataclass
 class Config:
     seed: int = 0
     # Names the experiment: the W&B group and the sweep directory.
@@ -63,6 +84,9 @@ class Config:
     logger: LoggerConfig = MISSING
     train: TrainConfig = field(default_factory=TrainConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    # Set by the experiments that experiments.pipeline runs (e.g. `experiment=regmix`); its
+    # training stages run with `pipeline=null`.
+    pipeline: PipelineConfig | None = None
 
 
 # Real-text sources share one schema; `data=demo|files|hf` picks a preset of it.
@@ -98,6 +122,63 @@ def check_config(cfg: DictConfig) -> None:
             f"mixer.alignment=finite_difference needs 32-bit parameters, and trainer.precision="
             f"{cfg.trainer.precision} keeps them in 16 bits: use a *-mixed precision (the "
             "mixer's passes then run in fp32) or mixer.alignment=backward"
+        )
+
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+@functools.cache
+def mixer_defaults(name: str) -> dict | None:
+    """The options `mixer=<name>` gives (its schema overlaid with conf/mixer/<name>.yaml), or
+    None when this checkout does not know the mixer."""
+    parts = []
+    if name in MIXERS:
+        parts.append(OmegaConf.structured(MIXERS[name][1]))
+    option = CONF_DIR / "mixer" / f"{name}.yaml"
+    if option.exists():
+        yaml = OmegaConf.load(option)
+        yaml.pop("defaults", None)
+        parts.append(yaml)
+    if not parts:
+        return None
+    try:
+        return OmegaConf.to_container(OmegaConf.merge(*parts), resolve=True)
+    except OmegaConfBaseException:  # e.g. an interpolation into the rest of the config
+        return None
+
+
+def _format_option(value: object) -> str:
+    if isinstance(value, str) and os.sep in value:
+        return Path(value).name  # a path: its last part keeps labels short
+    if isinstance(value, float):
+        return f"{value:g}"
+    return json.dumps(value) if isinstance(value, list | dict) else str(value)
+
+
+def mixer_label(options: dict) -> str:
+    """`name` or `name[key=value,...]` listing the options that differ from `mixer=<name>`:
+    the name a run's mixer variant goes by in its record and in every table."""
+    name = options.get("name", "?")
+    if options.get("label"):
+        return options["label"]
+    defaults = mixer_defaults(name) or {}
+    changed = {
+        key: value
+        for key, value in sorted(options.items())
+        if key != "name" and key in defaults and defaults[key] != value
+    }
+    if not changed:
+        return name
+    return f"{name}[{','.join(f'{k}={_format_option(v)}' for k, v in changed.items())}]"
+
+
+def check_not_pipeline(cfg: DictConfig) -> None:
+    """experiments.train refuses a config that configures a multi-stage pipeline."""
+    if cfg.get("pipeline") is not None:
+        raise ValueError(
+            f"this config sets pipeline.method={cfg.pipeline.method}, a multi-stage experiment: "
+            "run it with `python -m experiments.pipeline` and the same arguments"
         )
 
 

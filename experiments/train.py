@@ -32,19 +32,26 @@ from experiments.checkpoints import (
     KeepPreviousCheckpointIO,
     resume_checkpoint,
 )
-from experiments.config import check_config, register_configs
+from experiments.config import (
+    check_config,
+    check_not_pipeline,
+    mixer_label,
+    register_configs,
+)
 from experiments.preemption import SaveOnSignal
 from experiments.quiet import quiet_lightning
+from experiments.reference import load_reference, reference_record
 from experiments.results import (
     METRICS_FILE,
     RESULTS_FILE,
-    SCHEMA_VERSION,
     TRAJECTORY_FILE,
-    read_results,
-    write_json_atomic,
+    RunRecord,
+    read_record,
+    write_record,
     write_trajectory,
 )
-from mixers import build_mixer
+from mixers import MIXERS, build_mixer
+from mixers.static import MIXTURE_FILE, write_mixture_file
 from models.lm import MixtureLM
 
 log = logging.getLogger(__name__)
@@ -126,54 +133,66 @@ def _named(names: list[str], values) -> dict[str, float]:
     return {name: float(v) for name, v in zip(names, values, strict=True)}
 
 
+def _without_nulls(config: dict) -> dict:
+    """The config without its null options: an option added to a schema later (null by
+    default) is absent from older records, and must not make their runs look different."""
+    return {
+        key: _without_nulls(value) if isinstance(value, dict) else value
+        for key, value in config.items()
+        if value is not None
+    }
+
+
 def _comparable(config: dict) -> dict:
     """The parts of a resolved config that decide a run's outcome (not how it is resumed)."""
     config = {**config, "train": {**config["train"]}}
     config["train"].pop("resume", None)
     config.pop("paths", None)
-    return config
+    return _without_nulls(config)
 
 
-def _completed_run(cfg: DictConfig, results_path: Path) -> dict | None:
+def _completed_run(cfg: DictConfig, run_dir: Path) -> RunRecord | None:
     """The record of this same run if it already completed in this directory (a re-run of a
     sweep skips it); an error if the directory holds a different run."""
-    if cfg.train.resume != "auto" or not results_path.exists():
+    if cfg.train.resume != "auto" or not (run_dir / RESULTS_FILE).exists():
         return None
-    previous = read_results(results_path.parent)
+    previous = read_record(run_dir)
     current = OmegaConf.to_container(cfg, resolve=True)
-    if _comparable(previous["config"]) != _comparable(current):
+    if _comparable(previous.config) != _comparable(current):
         raise RuntimeError(
-            f"{results_path.parent} holds a run with a different config; give this run another "
+            f"{run_dir} holds a run with a different config; give this run another "
             "directory (e.g. another `name=`) or delete the old one"
         )
-    return previous if previous["status"] == "completed" else None
+    return previous if previous.status == "completed" else None
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict:
-    """Run one training job; returns the results record (also written to results.json by rank 0).
+    """Run one training job; returns the results record as a dict (also written to results.json
+    by rank 0, and with the run's mixture file when it completes).
 
     With `train.resume=auto` (the default), a run whose directory already holds a completed run of
     the same config is not redone, and an unfinished one continues from its last checkpoint.
     """
     check_config(cfg)
-    results_path = run_dir / RESULTS_FILE
-    done = _completed_run(cfg, results_path)
+    check_not_pipeline(cfg)
+    done = _completed_run(cfg, run_dir)
     if done is not None:
         log.info("%s already completed; skipping", run_dir)
-        return done
+        return done.to_dict()
+    if MIXERS[cfg.mixer.name][0].needs_reference:
+        reference_record(cfg.mixer.reference)  # a wrong directory fails before any data is loaded
     is_rank_zero = rank_zero_only.rank == 0
     started = time.time()
-    record = {
-        "schema_version": SCHEMA_VERSION,
-        "status": "running",
-        "error": None,
-        "run_dir": str(run_dir),
-        "mixer": cfg.mixer.name,
-        "seed": cfg.seed,
-        "config": OmegaConf.to_container(cfg, resolve=True),
-    }
+    record = RunRecord(
+        status="running",
+        run_dir=str(run_dir),
+        mixer=cfg.mixer.name,
+        mixer_label=mixer_label(OmegaConf.to_container(cfg.mixer, resolve=True)),
+        seed=cfg.seed,
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )
     if is_rank_zero:
-        write_json_atomic(results_path, record)
+        write_record(run_dir, record)
     lm = None
     loggers = []
     on_signal = SaveOnSignal(run_dir / "checkpoints" / LAST)
@@ -186,7 +205,17 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             cache_dir=Path(cfg.paths.cache_dir).expanduser(),
         )
         model_cfg.vocab_size = data.vocab_size
-        mixer = build_mixer(OmegaConf.to_object(cfg.mixer), data.mixer_view())
+        mixer = build_mixer(OmegaConf.to_object(cfg.mixer), data.mixer_view(seed=cfg.seed))
+        reference = None
+        if mixer.needs_reference:  # not checkpointed: a resumed run loads it again
+            reference = load_reference(
+                cfg.mixer.reference,
+                data.names,
+                data.vocab_size,
+                data.seq_len,
+                OmegaConf.to_container(cfg.data, resolve=True),
+            )
+            mixer.upstream_flops = reference.upstream_flops
 
         resumable = resume_checkpoint(cfg.train.resume, run_dir)
         checkpoint = resumable.path if resumable else None
@@ -213,6 +242,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                     every_n_train_steps=cfg.train.checkpoint_every,
                     save_last=True,
                     save_top_k=0,
+                    # Always last.ckpt (not last-v1.ckpt beside a copied-in last.ckpt).
+                    enable_version_counter=False,
                 ),
                 RichProgressBar(),
             ],
@@ -230,7 +261,15 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         trainer.fit_loop.epoch_loop.max_steps = max_steps
         trainer.val_check_interval = min(cfg.train.eval_every, max_steps)
 
-        lm = MixtureLM(model_cfg, OmegaConf.to_object(cfg.train), data, mixer, cfg.seed, max_steps)
+        lm = MixtureLM(
+            model_cfg,
+            OmegaConf.to_object(cfg.train),
+            data,
+            mixer,
+            cfg.seed,
+            max_steps,
+            reference=reference,
+        )
         if checkpoint is None:
             trainer.validate(lm, verbose=False)
             lm.initial_metrics = lm.last_metrics
@@ -241,36 +280,47 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             log.warning(
                 "Stopped by a signal at step %d; saved %s", lm.global_step, on_signal.checkpoint
             )
-            record["status"] = "preempted"
+            record.status = "preempted"
         else:
             if lm.last_validated_step != trainer.global_step:
                 trainer.validate(lm, verbose=False)
-            record["status"] = "completed"
+            if lm.saved_step != trainer.global_step:
+                # last.ckpt holds the final model (what `mixer.reference=<this run>` loads).
+                trainer.save_checkpoint(run_dir / "checkpoints" / LAST)
+            record.status = "completed"
     except Exception as error:
-        record["status"] = "failed"
-        record["error"] = {
+        record.status = "failed"
+        record.error = {
             "type": type(error).__name__,
             "message": str(error),
             "traceback": traceback.format_exc(),
         }
         raise
     finally:
-        record["wall_clock_s"] = time.time() - started
+        record.wall_clock_s = time.time() - started
         if lm is not None:
-            record.update(_run_summary(lm))
+            record.update(**_run_summary(lm))
         if is_rank_zero:
             if lm is not None:
                 write_trajectory(run_dir / TRAJECTORY_FILE, lm.mixer.weight_names, lm.trajectory)
-            write_json_atomic(results_path, record)
+            if record.status == "completed":
+                _write_mixture_file(run_dir, record)
+            write_record(run_dir, record)
         for logger in loggers:
             if isinstance(logger, WandbLogger) and lm is not None:
-                logger.experiment.summary.update(
-                    {f"final/{k}": v for k, v in (lm.last_metrics or {}).items()}
-                )
+                summary = {f"final/{k}": v for k, v in (lm.last_metrics or {}).items()}
+                logger.experiment.summary.update({**summary, "mixer_label": record.mixer_label})
                 logger.experiment.finish()
     if on_signal.preempted:
         on_signal.hand_on()
-    return record
+    return record.to_dict()
+
+
+def _write_mixture_file(run_dir: Path, record: RunRecord) -> None:
+    """What `mixer=static mixer.path=<this run>` reuses, with all the compute spent on it."""
+    mixtures = {"final": record.final_mixture, "time_averaged": record.time_averaged_mixture}
+    flops = record.train_flops + record.mixer_flops + record.upstream_flops
+    write_mixture_file(run_dir / MIXTURE_FILE, mixtures, flops)
 
 
 def _run_summary(lm: MixtureLM) -> dict:
@@ -291,6 +341,7 @@ def _run_summary(lm: MixtureLM) -> dict:
         # Cost in FLOPs (see models/batches.py): the mixer's extra passes and the training steps.
         "mixer_flops": batches.mixer_flops if batches else 0,
         "train_flops": batches.train_flops if batches else 0,
+        "upstream_flops": mixer.upstream_flops,
         "train_seconds": lm.train_seconds,
         "mixer_seconds": lm.mixer_seconds,
         "metrics_initial": lm.initial_metrics,

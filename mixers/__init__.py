@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from domains.data import MixerView
+from mixers.aioli import AioliConfig, AioliMixer
 from mixers.base import Mixer, MixerConfig, UpdateContext
 from mixers.dga import DGAConfig, DGAMixer
 from mixers.dga_dr import DGADRConfig, DGADRMixer
 from mixers.doge import DoGEConfig, DoGEMixer
+from mixers.doremi import DoReMiConfig, DoReMiMixer
 from mixers.importance import ImportanceConfig, ImportanceMixer
 from mixers.odm import ODMConfig, ODMMixer
 from mixers.static import StaticConfig, StaticMixer
@@ -21,6 +23,8 @@ MIXERS: dict[str, tuple[type[Mixer], type[MixerConfig]]] = {
     "dga": (DGAMixer, DGAConfig),
     "dga_dr": (DGADRMixer, DGADRConfig),
     "odm": (ODMMixer, ODMConfig),
+    "doremi": (DoReMiMixer, DoReMiConfig),
+    "aioli": (AioliMixer, AioliConfig),
 }
 
 

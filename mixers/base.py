@@ -10,7 +10,10 @@ reweighting, p basis distributions over the domains) and may
   the domains and specialist `train` batches (see models/batches.py, which counts their FLOPs);
   the update comes before the step's batch is drawn, so the weights recorded after it are those
   the batch is drawn (or, for DoGE, reweighted) with;
-- reweight the training loss per domain (`training_loss`; DoGE trains on the alpha-weighted loss);
+- reweight the training loss per domain (`training_loss`, shown the step's `TrainingBatch`: its
+  per-token losses from the training forward pass and, for a mixer that `needs_reference`, the
+  reference model's per-token losses of the same tokens; DoGE and DoReMi train on the
+  alpha-weighted loss, and DoReMi moves its weights there, on the step's own batch);
 - watch each step's per-domain training losses (`observe_training_losses`; ODM's bandit reward);
 - say which mixture over the domains a fresh model should be trained on to reuse its choice
   (`mixture`: what the static mixer reads back from a run's results);
@@ -24,7 +27,7 @@ report time-averaged weights (what a DoGE proxy run hands to a fresh model throu
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -40,6 +43,10 @@ class MixerConfig:
     name: str = "uniform"
     # Steps between weight updates; 0 for a static mixer.
     update_every: int = 0
+    # The name the run goes by in tables (by default the mixer and the options that differ from
+    # its defaults, e.g. `dga[beta=0.5]`): a multi-stage method names its runs after itself
+    # (experiments/pipeline.py), e.g. `regmix` for the static run on RegMix's proposal.
+    label: str | None = None
 
 
 @dataclass
@@ -66,6 +73,57 @@ class UpdateContext:
     # Mean over data-parallel ranks (identity on one process): mixers average what they measure
     # with it so that every rank ends the update with identical weights.
     all_reduce_mean: Callable[[torch.Tensor], torch.Tensor]
+    # heldout_losses(n): [k] the model's mean loss on n fixed held-out sequences of each domain;
+    # specialist_train_loss(n): on n fixed sequences of the specialist `train` split. Fixed: the
+    # same sequences at every call and on every rank (spread evenly over the split). No gradient,
+    # eval mode; forward FLOPs counted as the mixer's, tokens as probe tokens (Aioli).
+    heldout_losses: Callable[[int], np.ndarray]
+    specialist_train_loss: Callable[[int], float]
+
+
+def _one_process(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor
+
+
+@dataclass
+class TrainingBatch:
+    """What `Mixer.training_loss` is shown at every training step."""
+
+    step: int
+    # The step's tokens [B, L + 1] and each sequence's domain [B].
+    tokens: torch.Tensor
+    domains: torch.Tensor
+    # The trained model's next-token loss of every target token [B, L], from the training forward
+    # pass itself (differentiable: the loss returned is built from these).
+    token_losses: torch.Tensor
+    # The reference model's per-token losses [B, L] of the same tokens (no gradient), computed on
+    # first call and counted as the mixer's FLOPs; None unless the mixer `needs_reference`.
+    reference_losses: Callable[[], torch.Tensor] | None = None
+    # Mean over data-parallel ranks (identity on one process), as in `UpdateContext`.
+    all_reduce_mean: Callable[[torch.Tensor], torch.Tensor] = _one_process
+    # Scalars the mixer wants logged for this step (as `mixer/<key>`).
+    logs: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def sequence_losses(self) -> torch.Tensor:
+        """Each sequence's mean token loss [B]."""
+        return self.token_losses.mean(dim=1)
+
+
+def domain_weighted_loss(
+    sequence_losses: torch.Tensor, domains: torch.Tensor, weights: np.ndarray
+) -> torch.Tensor:
+    """sum_i w_i L_i, L_i the mean loss of domain i's sequences, over the domains present in the
+    batch, renormalised over them (DoGE's and DoReMi's training loss)."""
+    k = len(weights)
+    sums = torch.zeros(k, dtype=sequence_losses.dtype, device=sequence_losses.device)
+    sums = sums.index_add(0, domains, sequence_losses)
+    counts = torch.bincount(domains, minlength=k)
+    present = counts > 0
+    alpha = torch.as_tensor(weights, dtype=sequence_losses.dtype).to(sums.device)
+    alpha = alpha[present]
+    domain_means = sums[present] / counts[present]
+    return (alpha * domain_means).sum() / alpha.sum().clamp_min(torch.finfo(alpha.dtype).tiny)
 
 
 class Mixer:
@@ -75,6 +133,13 @@ class Mixer:
     stratified_batches = False
     # Whether the mixer is shown each step's per-domain training losses (ODM).
     observes_training_losses = False
+    # Whether the run loads a reference model (from the run directory in the mixer's `reference`
+    # option) whose per-token losses `training_loss` is shown (DoReMi).
+    needs_reference = False
+    # FLOPs spent before this run to produce what the mixer uses (a reference model, a swarm of
+    # proxy runs, a proxy run whose mixture it reuses): part of the method's cost, recorded in
+    # the run's results as `upstream_flops`.
+    upstream_flops = 0
 
     def __init__(self, cfg: MixerConfig, data: MixerView):
         self.cfg = cfg
@@ -134,9 +199,11 @@ class Mixer:
         training loss in it, averaged over ranks, and which domains the step held. A mixer may
         move its weights here; the next step is drawn with them."""
 
-    def training_loss(self, sequence_losses: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
-        """The loss the model is trained on, from per-sequence losses and their domains."""
-        return sequence_losses.mean()
+    def training_loss(self, batch: TrainingBatch) -> torch.Tensor:
+        """The loss the model is trained on, from the step's per-token losses and their domains.
+        A mixer may move its weights here (DoReMi): they are recorded as in force from this step,
+        so the loss returned should be built with them."""
+        return batch.sequence_losses.mean()
 
     def state_dict(self) -> dict:
         return {

@@ -40,7 +40,13 @@ from mixers.alignment import (
     streamed_alignment,
     trainable_parameters,
 )
-from mixers.base import Mixer, MixerConfig, UpdateContext
+from mixers.base import (
+    Mixer,
+    MixerConfig,
+    TrainingBatch,
+    UpdateContext,
+    domain_weighted_loss,
+)
 from mixers.simplex import all_finite, check_floor, mirror_update
 
 
@@ -137,14 +143,6 @@ class DoGEMixer(Mixer):
         share = np.where(seen > 0, seen, 1.0)
         return total / share, norm_total / share, seen > 0
 
-    def training_loss(self, sequence_losses: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+    def training_loss(self, batch: TrainingBatch) -> torch.Tensor:
         """sum_i alpha_i L_i over the domains present in the batch, renormalised over them."""
-        k = len(self._weights)
-        sums = torch.zeros(k, dtype=sequence_losses.dtype, device=sequence_losses.device)
-        sums = sums.index_add(0, domains, sequence_losses)
-        counts = torch.bincount(domains, minlength=k)
-        present = counts > 0
-        alpha = torch.as_tensor(self._weights, dtype=sequence_losses.dtype).to(sums.device)
-        alpha = alpha[present]
-        domain_means = sums[present] / counts[present]
-        return (alpha * domain_means).sum() / alpha.sum().clamp_min(torch.finfo(alpha.dtype).tiny)
+        return domain_weighted_loss(batch.sequence_losses, batch.domains, self._weights)

@@ -1,15 +1,19 @@
-"""Fixed weights from a list, a JSON file, or another run's results.
+"""Fixed weights from a list, a weights file, or another run's mixture file.
 
-This is how a two-stage method hands its output to a fresh model: e.g. a DoGE proxy run's
+This is how a multi-stage method hands its output to a fresh model: e.g. a DoGE proxy run's
 time-averaged weights, `mixer=static mixer.path=<proxy run dir> mixer.which=time_averaged`.
 
 - `weights`: one weight per domain, in the data's domain order (renormalised to sum to 1);
-- `path`: a JSON file holding a list (domain order) or a {domain name: weight} mapping; or a run
-  directory / its results.json, from which `which` picks the run's final mixture over the
-  domains (`final`) or its time-averaged mixture (`time_averaged`). A run records the mixture a
-  fresh model should sample to reuse its mixer's choice (`Mixer.mixture`): for DoGE its loss
-  weights alpha (its own batches are uniform), for DGA-DR the domain distribution its bases
-  weights stand for.
+- `path`: a JSON file holding a list (domain order) or a {domain name: weight} mapping; or a
+  mixture file (`MIXTURE_FILE`, the format below), or a run directory holding one. Every run
+  that completes writes its mixture file: the mixture a fresh model should sample to reuse its
+  mixer's choice (`Mixer.mixture`: for DoGE its loss weights alpha, for DGA-DR the domain
+  distribution its bases weights stand for), at the end (`final`) and averaged over training
+  (`time_averaged`), and the FLOPs spent producing it. Those FLOPs become this run's
+  `upstream_flops`, so a two-stage method's cost includes its first stage.
+
+A mixture file: `{"mixtures": {"final": {domain: weight, ...}, "time_averaged": {...}},
+"flops": <int>}`; `which` picks one of its mixtures.
 """
 
 from __future__ import annotations
@@ -22,17 +26,14 @@ from pathlib import Path
 import numpy as np
 
 from domains.data import MixerView
-from experiments.results import RESULTS_FILE
 from mixers.base import Mixer, MixerConfig
+
+MIXTURE_FILE = "mixture.json"
 
 
 class Which(StrEnum):
     final = "final"
     time_averaged = "time_averaged"
-
-
-# What `which` reads from a results.json.
-RESULTS_KEYS = {Which.final: "final_mixture", Which.time_averaged: "time_averaged_mixture"}
 
 
 @dataclass
@@ -47,6 +48,14 @@ class StaticConfig(MixerConfig):
             raise ValueError("the static mixer needs exactly one of mixer.weights and mixer.path")
 
 
+def write_mixture_file(path: Path, mixtures: dict[str, dict[str, float]], flops: int) -> None:
+    """A mixture file at `path`: {which: {domain: weight}} and the FLOPs spent producing it."""
+    unknown = sorted(set(mixtures) - set(Which))
+    if unknown:
+        raise ValueError(f"mixture names must be among {list(Which)}, got {unknown}")
+    path.write_text(json.dumps({"mixtures": mixtures, "flops": int(flops)}, indent=2) + "\n")
+
+
 def _by_name(weights: dict[str, float], names: list[str], source: str) -> list[float]:
     unknown = sorted(set(weights) - set(names))
     missing = [name for name in names if name not in weights]
@@ -58,30 +67,35 @@ def _by_name(weights: dict[str, float], names: list[str], source: str) -> list[f
     return [weights[name] for name in names]
 
 
-def read_weights(path: Path, which: Which, names: list[str]) -> list[float]:
-    """Weights over `names` from a weights file, a results.json or a run directory."""
+def read_weights(path: Path, which: Which, names: list[str]) -> tuple[list[float], int]:
+    """Weights over `names` from a weights file, a mixture file or a run directory, and the
+    FLOPs spent producing them (0 for a plain weights file)."""
     if path.is_dir():
-        path = path / RESULTS_FILE
+        if not (path / MIXTURE_FILE).is_file():
+            raise FileNotFoundError(
+                f"mixer.path: {path} holds no {MIXTURE_FILE}; a run writes it when it completes "
+                "(a run that did not complete, or one made before runs wrote it, has none: "
+                "re-run it, or pass its weights with mixer.weights)"
+            )
+        path = path / MIXTURE_FILE
     if not path.is_file():
         raise FileNotFoundError(f"mixer.path: no such file {path}")
     try:
         content = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise ValueError(f"mixer.path: {path} is not valid JSON ({error})") from None
-    if isinstance(content, dict) and "status" in content:  # a run's results.json
-        if content["status"] != "completed":
-            raise ValueError(f"mixer.path: the run in {path.parent} did not complete")
-        key = RESULTS_KEYS[Which(which)]
-        if key not in content:
+    if isinstance(content, dict) and "mixtures" in content:  # a mixture file
+        if which not in content["mixtures"]:
             raise ValueError(
-                f"mixer.path: {path} has no {key!r} (it was written before runs recorded the "
-                "mixture to reuse); re-run it, or pass its weights with mixer.weights"
+                f"mixer.path: {path} has no {which!r} mixture (it has "
+                f"{sorted(content['mixtures'])}); choose one with mixer.which"
             )
-        return _by_name(content[key], names, f"{which} mixture of {path}")
+        source = f"the {which} mixture of {path}"
+        return _by_name(content["mixtures"][which], names, source), int(content.get("flops", 0))
     if isinstance(content, dict):
-        return _by_name(content, names, str(path))
+        return _by_name(content, names, str(path)), 0
     if isinstance(content, list):
-        return content
+        return content, 0
     raise ValueError(f"mixer.path: {path} holds neither a list nor a mapping of weights")
 
 
@@ -91,7 +105,8 @@ class StaticMixer(Mixer):
         if cfg.weights is not None:
             weights = list(cfg.weights)
         else:
-            weights = read_weights(Path(cfg.path).expanduser(), cfg.which, self.domain_names)
+            path = Path(cfg.path).expanduser()
+            weights, self.upstream_flops = read_weights(path, cfg.which, self.domain_names)
         if len(weights) != data.num_domains:
             raise ValueError(
                 f"the static mixer got {len(weights)} weights for {data.num_domains} domains"

@@ -8,22 +8,25 @@ tests and benchmarks use the same object, so they exercise exactly the paths a r
 Cost is counted in FLOPs, not seconds (the machine is shared, so time measures its load): every
 forward pass a mixer makes through the context's `sequence_loss` adds a third of the model's
 training FLOPs per token for each token, and every backward pass through those losses (an
-autograd hook on them) adds the other two thirds. Training steps are counted apart
-(`train_flops`).
+autograd hook on them) adds the other two thirds, and so does every forward pass of the losses on
+fixed sets (`heldout_losses`, `specialist_train_loss`: a third). Training steps are counted apart
+(`train_flops`). A reference model's forward passes over the training batch (DoReMi,
+`reference_losses`) add a third of the reference model's training FLOPs per token.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from domains.data import DomainData
+from domains.data import DomainData, TokenSequences
 from domains.sampler import MixtureSampler
 from mixers.base import UpdateContext
-from models.gpt import sequence_loss
+from models.gpt import sequence_loss, token_losses
 
 TRAIN_STREAM, PROBE_STREAM, SPECIALIST_STREAM = 0, 1, 2
 
@@ -42,6 +45,20 @@ def to_device(array: np.ndarray, device) -> torch.Tensor:
     return tensor.to(device)
 
 
+@dataclass
+class ReferenceModel:
+    """A trained model that a mixer compares the trained one with (DoReMi's reference), loaded
+    from another run (experiments/reference.py). Never trained here, so never checkpointed."""
+
+    model: nn.Module
+    # Training FLOPs per token of the reference model (its forward pass is a third of them).
+    flops_per_token: int
+    # Compute that produced it: its run's training, mixer and upstream FLOPs.
+    upstream_flops: int
+    # Where it came from (the reference run's directory), for messages.
+    source: str = ""
+
+
 class MixtureBatches:
     """Batches of one process (`rank` of `world_size`); counters are global (all ranks)."""
 
@@ -53,8 +70,10 @@ class MixtureBatches:
         flops_per_token: int,
         rank: int = 0,
         world_size: int = 1,
+        reference: ReferenceModel | None = None,
     ):
         self.data = data
+        self.reference = reference
         self.batch_size = batch_size
         self.flops_per_token = flops_per_token
         self.world_size = world_size
@@ -108,6 +127,34 @@ class MixtureBatches:
         self.probe_tokens += n * self.seq_len * self.world_size
         return to_device(self.data.target_train[index], device)
 
+    def heldout_losses(self, model: nn.Module, n: int, device=None) -> np.ndarray:
+        """[k] `model`'s mean loss on n fixed held-out sequences of each domain (`fixed_loss`)."""
+        return np.array([self.fixed_loss(model, seqs, n, device) for seqs in self.data.heldout])
+
+    def specialist_train_loss(self, model: nn.Module, n: int, device=None) -> float:
+        """`model`'s mean loss on n fixed sequences of the specialist `train` split."""
+        return self.fixed_loss(model, self.data.target_train, n, device)
+
+    def fixed_loss(self, model: nn.Module, sequences: TokenSequences, n: int, device=None) -> float:
+        """`model`'s mean loss on min(n, all) sequences spread evenly over `sequences` (the same
+        ones at every call), in eval mode and without gradient, a batch at a time; its forward
+        FLOPs are added to `mixer_flops` and its tokens to `probe_tokens`."""
+        size = len(sequences)
+        count = min(n, size)
+        rows = sequences[np.arange(count) * size // count]
+        was_training = model.training
+        model.eval()
+        total = torch.zeros((), dtype=torch.float64, device=device)
+        with torch.no_grad():
+            for start in range(0, count, self.batch_size):
+                tokens = to_device(rows[start : start + self.batch_size], device)
+                total += sequence_loss(model, tokens).double().sum()
+        model.train(was_training)
+        passed = count * self.seq_len * self.world_size
+        self.probe_tokens += passed
+        self.mixer_flops += round(self.flops_per_token / 3 * passed)
+        return total.item() / count
+
     def counted_loss(self, model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
         """`sequence_loss` of `model` that adds its forward FLOPs to `mixer_flops` at once and
         its backward FLOPs when a gradient flows back through it."""
@@ -122,6 +169,19 @@ class MixtureBatches:
             return losses
 
         return loss
+
+    @torch.no_grad()
+    def reference_losses(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The reference model's per-token losses [B, L] of `tokens` (no gradient); its forward
+        pass is counted in `mixer_flops`."""
+        model = self.reference.model
+        if next(model.parameters()).device != tokens.device:
+            model.to(tokens.device)
+        model.eval()
+        losses = token_losses(model, tokens)
+        passed = tokens.shape[0] * (tokens.shape[1] - 1) * self.world_size
+        self.mixer_flops += self.reference.flops_per_token * passed // 3
+        return losses
 
     def _backward_counter(self, flops: int) -> Callable[[torch.Tensor], None]:
         def count(_grad: torch.Tensor) -> None:
@@ -151,6 +211,8 @@ class MixtureBatches:
             probe=lambda dist, n: self.probe(dist, n, device),
             specialist=lambda n: self.specialist(n, device),
             all_reduce_mean=all_reduce_mean,
+            heldout_losses=lambda n: self.heldout_losses(model, n, device),
+            specialist_train_loss=lambda n: self.specialist_train_loss(model, n, device),
         )
 
     def state_dict(self) -> dict:

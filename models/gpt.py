@@ -126,9 +126,15 @@ class GPT(nn.Module):
         return 6 * matmul_params + 12 * c.n_layer * c.d_model * c.context_length
 
 
-def sequence_loss(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy of each sequence in ``tokens`` ([batch, L + 1]): shape [batch]."""
+def token_losses(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy of every target token of ``tokens`` ([batch, L + 1]): shape
+    [batch, L], computed in fp32 from the logits."""
     inputs, targets = tokens[:, :-1], tokens[:, 1:]
     logits = model(inputs)
     losses = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="none")
-    return losses.view(targets.shape).mean(dim=1)
+    return losses.view(targets.shape)
+
+
+def sequence_loss(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy of each sequence in ``tokens`` ([batch, L + 1]): shape [batch]."""
+    return token_losses(model, tokens).mean(dim=1)

@@ -21,9 +21,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from domains.data import DomainData
-from mixers.base import Mixer
-from models.batches import MixtureBatches
-from models.gpt import GPT, GPTConfig, sequence_loss
+from mixers.base import Mixer, TrainingBatch
+from models.batches import MixtureBatches, ReferenceModel
+from models.gpt import GPT, GPTConfig, sequence_loss, token_losses
 
 # Per-domain validation losses are logged as metrics up to this many domains; beyond it they are
 # kept only in results.json (thousands of metric keys make W&B and the CSV log unusable).
@@ -85,9 +85,13 @@ class MixtureLM(L.LightningModule):
         mixer: Mixer,
         seed: int,
         max_steps: int,
+        reference: ReferenceModel | None = None,
     ):
         super().__init__()
         self.model = GPT(model_cfg)
+        # Not a submodule (a plain holder): never trained, checkpointed or wrapped by DDP; a
+        # resumed run loads it again from its run directory.
+        self.reference = reference
         self.train_cfg = train_cfg
         self.data = data
         self.mixer = mixer
@@ -103,6 +107,8 @@ class MixtureLM(L.LightningModule):
         self.initial_metrics: dict[str, float] | None = None
         self.last_metrics: dict[str, float] | None = None
         self.last_validated_step = -1
+        # The step of the last checkpoint saved (-1: none yet in this process).
+        self.saved_step = -1
         # Per-rank final mixer weights and domain epochs, [world_size, n] (see on_train_end).
         self.rank_weights: np.ndarray | None = None
         self.rank_epochs: np.ndarray | None = None
@@ -119,6 +125,7 @@ class MixtureLM(L.LightningModule):
             self.model.flops_per_token(),
             rank=self.global_rank,
             world_size=self.world_size,
+            reference=self.reference,
         )
 
     def configure_optimizers(self):
@@ -213,16 +220,38 @@ class MixtureLM(L.LightningModule):
         if updated or not self.trajectory:
             self.trajectory.append((step, self.mixer.weights.tolist()))
         tokens, domains = training_batch()
-        losses = sequence_loss(self.model, tokens)
-        loss = self.mixer.training_loss(losses, domains)
+        batch = TrainingBatch(
+            step=step,
+            tokens=tokens,
+            domains=domains,
+            token_losses=token_losses(self.model, tokens),
+            reference_losses=self._reference_losses(tokens),
+            all_reduce_mean=self._all_reduce_mean,
+        )
+        before = self.mixer.weights
+        loss = self.mixer.training_loss(batch)
+        moved = not np.array_equal(before, self.mixer.weights)
+        if moved:  # on this step's own batch (DoReMi): in force from this step on
+            if self.trajectory[-1][0] == step:
+                self.trajectory.pop()
+            self.trajectory.append((step, self.mixer.weights.tolist()))
+        if moved or batch.logs:
+            self._log_weights(batch.logs)
         self.mixer.observe_step()
         if self.mixer.observes_training_losses:
-            self._show_training_losses(step, losses.detach(), domains)
+            self._show_training_losses(step, batch.sequence_losses.detach(), domains)
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/tokens", float(self.batches.tokens_seen), reduce_fx="max")
         self.log("train/probe_tokens", float(self.batches.probe_tokens), reduce_fx="max")
         self.log("train/lr", self.optimizers().param_groups[0]["lr"])
         return loss
+
+    def _reference_losses(self, tokens: torch.Tensor):
+        """The reference model's per-token losses of `tokens`, computed (and counted) once, on
+        first call; None without a reference model."""
+        if self.batches.reference is None:
+            return None
+        return functools.cache(lambda: self.batches.reference_losses(tokens))
 
     def _show_training_losses(self, step: int, losses: torch.Tensor, domains: torch.Tensor) -> None:
         """Each domain's mean training loss this step, over all ranks, to the mixer; a change of
@@ -300,6 +329,7 @@ class MixtureLM(L.LightningModule):
             "trajectory": [[step, weights] for step, weights in self.trajectory],
             "initial_metrics": self.initial_metrics,
         }
+        self.saved_step = self.global_step
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint["mixbench"]

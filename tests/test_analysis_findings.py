@@ -77,8 +77,73 @@ def test_report_renders_from_summaries_alone_and_names_what_is_missing(tmp_path)
     report = render(data)
     assert report == render(data)  # deterministic
     assert f"*Verdict: **{REPRODUCED}**.*" in report  # 0.3, 0.29, 0.31 over 3 seeds
-    assert "Experiments not run yet: fine_grained, stability, overhead." in report
+    assert "Experiments not run yet: fine_grained, stability, overhead, targets." in report
+    # The claim's table: each variant's mean and sd over its completed seeds.
+    assert "| 10,000 " in report and "| dga " in report and "3.2000 ± 0.1100" in report
     assert "| 512 " in report and "300,000" in report
     out = tmp_path / "docs" / "findings.md"
     assert main(["--data", str(data), "--out", str(out)]) == 0
     assert out.read_text() == report
+    figure = tmp_path / "docs" / "findings" / f"{claim.experiment}.png"
+    assert f"![{claim.title}](findings/{claim.experiment}.png)" in report and figure.exists()
+    first = figure.read_bytes()
+    main(["--data", str(data), "--out", str(out)])
+    assert figure.read_bytes() == first  # re-rendering changes no byte
+
+
+def test_targets_are_tallied_as_wins_ties_and_losses_against_uniform_and_importance(tmp_path):
+    data = tmp_path / "findings"
+    # Gains over uniform per seed: on bbc/sport dga gains 0.30, 0.31, 0.29 (a win) and importance
+    # 0.1, -0.1, 0.0 (a tie); on wikipedia/fr dga loses 0.2 +- 0.01 (a loss), importance ties.
+    gains = {
+        ("bbc", "sport", None): {"dga": [0.30, 0.31, 0.29], "importance": [0.1, -0.1, 0.0]},
+        ("wikipedia", None, "fr"): {"dga": [-0.2, -0.21, -0.19], "importance": [0.0, 0.1, -0.1]},
+    }
+    rows = []
+    for (part, topic, lang), by_mixer in gains.items():
+        for seed in range(3):
+            where = {
+                "config.data.specialist.where.part": part,
+                "config.data.specialist.where.topic": topic,
+                "config.data.specialist.where.lang": lang,
+            }
+            rows.append({"mixer_label": "uniform", "seed": seed, "target_loss": 5.0, **where})
+            for label, g in by_mixer.items():
+                rows.append(
+                    {"mixer_label": label, "seed": seed, "target_loss": 5.0 - g[seed], **where}
+                )
+    write(data, "targets", [{**r, "status": "completed"} for r in rows])
+    regime = [  # bbc/tech, the regime's vocabulary 4096 / 1M setting: dga and importance both win
+        {
+            "mixer_label": label,
+            "seed": seed,
+            "status": "completed",
+            "target_loss": loss - 0.01 * seed * (label != "uniform"),
+            "config.data.vocab_size": 4096,
+            "train_tokens": 1_000_000,
+        }
+        for seed in range(3)
+        for label, loss in (("uniform", 6.0), ("dga", 5.5), ("importance", 5.7))
+    ]
+    write(data, "regime", regime)
+    report = render(data)
+    section = report[report.index("## Several specialist targets") :]
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("| ") and not line.startswith("| :")
+    ]
+    assert ["bbc/sport", "dga", "5.000", "+0.3000 [+0.2752, +0.3248] over 3 seeds"] in rows
+    assert ["wikipedia/fr", "dga", "5.000", "-0.2000 [-0.2248, -0.1752] over 3 seeds"] in rows
+    dga = next(row for row in rows if row[0] == "dga")
+    importance = next(row for row in rows if row[0] == "importance")
+    # Against uniform, dga: win (sport), loss (fr), win (tech); importance: tie, tie, win.
+    assert dga[3] == "2 / 0 / 1" and importance[3] == "1 / 2 / 0"
+    # Against importance, dga seed by seed: sport 0.2, 0.41, 0.29 (win); fr -0.2, -0.31, -0.09
+    # (interval [-0.48, +0.08]: tie); tech 0.2, 0.2, 0.2 (win).
+    assert dga[4] == "2 / 1 / 0" and importance[4] == "–"
+    # The mean over targets of dga's mean gains (0.30, -0.20, 0.51): an interval over 3 targets.
+    expected = paired_interval([0.30, -0.20, 0.51])
+    assert dga[2] == (
+        f"{expected.mean:+.4f} [{expected.low:+.4f}, {expected.high:+.4f}] over 3 targets"
+    )

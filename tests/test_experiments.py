@@ -63,7 +63,12 @@ def test_sweep_directory_names_stay_short_and_distinct():
     assert "/" not in run_dirname("mixer.path=outputs/runs/x")
 
 
-EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+# The training sweeps; the experiments that set `pipeline` are tests/test_pipeline.py's.
+EXPERIMENTS = sorted(
+    p.stem
+    for p in (ROOT / "conf" / "experiment").glob("*.yaml")
+    if compose_config(f"experiment={p.stem}").get("pipeline") is None
+)
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -75,9 +80,13 @@ def test_experiment_sweeps_name_real_options(name):
     params = cfg.hydra.sweeper.params
     mixers = str(params.mixer).split(",")
     assert set(mixers) <= {p.stem for p in (ROOT / "conf" / "mixer").glob("*.yaml")}
-    # Every other swept key exists in the config of every mixer it is swept with.
+    # Every other swept key exists in the config of every mixer it is swept with; a swept
+    # config group (`data/specialist`) composes with each of its options.
     for key in params:
-        if key not in ("mixer", "seed"):
+        if "/" in key:
+            for option in str(params[key]).split(","):
+                compose_config(f"experiment={name}", f"{key}={option}")
+        elif key not in ("mixer", "seed"):
             for mixer in mixers:
                 composed = compose_config(f"experiment={name}", f"mixer={mixer}", with_hydra=True)
                 assert OmegaConf.select(composed, key, default="missing") != "missing", key

@@ -10,7 +10,7 @@ from mixers import build_mixer
 from mixers.dga_dr import DGADRConfig, DGADRMixer
 from mixers.importance import ImportanceConfig
 from mixers.simplex import exponentiated_step, mirror_update, with_floor
-from mixers.static import StaticConfig
+from mixers.static import MIXTURE_FILE, StaticConfig, write_mixture_file
 
 
 def synthetic(**overrides):
@@ -100,15 +100,14 @@ def test_static_weights_from_a_name_mapping_file(tmp_path):
     np.testing.assert_allclose(mixer.weights, [0.25, 0.0, 0.75])
 
 
-def _results(run_dir, status="completed"):
+def _mixture_file(run_dir, flops=123):
     run_dir.mkdir()
     names = [f"domain_{i:02d}" for i in range(3)]
-    record = {
-        "status": status,
-        "final_mixture": dict(zip(names, [0.2, 0.3, 0.5], strict=True)),
-        "time_averaged_mixture": dict(zip(names, [0.6, 0.3, 0.1], strict=True)),
+    mixtures = {
+        "final": dict(zip(names, [0.2, 0.3, 0.5], strict=True)),
+        "time_averaged": dict(zip(names, [0.6, 0.3, 0.1], strict=True)),
     }
-    (run_dir / "results.json").write_text(json.dumps(record))
+    write_mixture_file(run_dir / MIXTURE_FILE, mixtures, flops)
     return run_dir
 
 
@@ -116,9 +115,13 @@ def _results(run_dir, status="completed"):
     ("which", "expected"), [("final", [0.2, 0.3, 0.5]), ("time_averaged", [0.6, 0.3, 0.1])]
 )
 def test_static_weights_from_another_run(tmp_path, which, expected):
-    run_dir = _results(tmp_path / "proxy")
+    run_dir = _mixture_file(tmp_path / "proxy", flops=123)
     mixer = build_mixer(StaticConfig(path=str(run_dir), which=which), synthetic(num_domains=3))
     np.testing.assert_allclose(mixer.weights, expected)
+    assert mixer.upstream_flops == 123  # the compute spent producing the mixture it reuses
+    plain = tmp_path / "w.json"
+    plain.write_text(json.dumps([1, 1, 2]))
+    assert build_mixer(StaticConfig(path=str(plain)), synthetic(num_domains=3)).upstream_flops == 0
 
 
 @pytest.mark.parametrize(
@@ -143,8 +146,14 @@ def test_static_needs_exactly_one_source():
 
 def test_static_rejects_an_unfinished_run_and_foreign_names(tmp_path):
     data = synthetic(num_domains=3)
-    with pytest.raises(ValueError, match="did not complete"):
-        build_mixer(StaticConfig(path=str(_results(tmp_path / "a", "failed"))), data)
+    unfinished = tmp_path / "a"
+    unfinished.mkdir()  # a run that did not complete wrote no mixture file
+    with pytest.raises(FileNotFoundError, match=r"holds no mixture\.json"):
+        build_mixer(StaticConfig(path=str(unfinished)), data)
+    with pytest.raises(ValueError, match="has no 'time_averaged' mixture"):
+        path = tmp_path / "final_only.json"
+        write_mixture_file(path, {"final": {f"domain_{i:02d}": 1.0 for i in range(3)}}, 0)
+        build_mixer(StaticConfig(path=str(path), which="time_averaged"), data)
     bad = tmp_path / "names.json"
     bad.write_text(json.dumps({"domain_00": 1.0, "wiki": 1.0}))
     with pytest.raises(ValueError, match=r"unknown: \['wiki'\]"):
@@ -174,18 +183,6 @@ def test_multiscale_bases():
     assert fine.tolist() == [0, 1, 0, 0, 0, 0, 0, 0]
     np.testing.assert_allclose(coarse, [0.25] * 4 + [0] * 4)
     np.testing.assert_allclose(natural, 1 / 8)
-
-
-def test_static_names_a_run_recorded_without_its_mixture(tmp_path):
-    """Runs recorded before `final_mixture` existed held only the sampling distribution, which
-    for DoGE is uniform: reusing it would silently train on uniform weights."""
-    run_dir = tmp_path / "old"
-    run_dir.mkdir()
-    names = [f"domain_{i:02d}" for i in range(3)]
-    old = {"status": "completed", "final_domain_weights": dict.fromkeys(names, 1 / 3)}
-    (run_dir / "results.json").write_text(json.dumps(old))
-    with pytest.raises(ValueError, match="no 'final_mixture'"):
-        build_mixer(StaticConfig(path=str(run_dir)), synthetic(num_domains=3))
 
 
 def test_coarse_bases_need_a_hierarchy():

@@ -71,11 +71,12 @@ def test_odm_in_a_run_records_its_weights_and_resumes_exactly(tmp_path):
     first = math.ceil(8 * math.log(8))
     assert [row["step"] for row in rows] == [0, *range(first, 33)]
 
-    # Resume from the step-24 checkpoint of a copy of the run: same weights, bit for bit.
+    # Resume from the step-24 checkpoint of a copy of the run (kept as previous.ckpt when the
+    # completed run saved its final state): same weights, bit for bit.
     resumed_dir = tmp_path / "resumed"
     (resumed_dir / "checkpoints").mkdir(parents=True)
     (resumed_dir / "checkpoints/last.ckpt").write_bytes(
-        (whole_dir / "checkpoints/last.ckpt").read_bytes()
+        (whole_dir / "checkpoints/previous.ckpt").read_bytes()
     )
     resumed, _ = run(tmp_path, "resumed", *overrides, "train.resume=auto")
     assert resumed["final_weights"] == whole["final_weights"]

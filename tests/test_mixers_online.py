@@ -13,7 +13,7 @@ from domains.data import DomainData
 from domains.synthetic import SyntheticDataConfig, generate
 from mixers import build_mixer
 from mixers.alignment import gradient, trainable_parameters
-from mixers.base import UpdateContext
+from mixers.base import TrainingBatch, UpdateContext
 from mixers.dga import DGAConfig
 from mixers.dga_dr import DGADRConfig
 from mixers.doge import DoGEConfig, scaled_scores
@@ -328,7 +328,10 @@ def test_doge_trains_on_the_alpha_weighted_loss():
     losses = torch.tensor([1.0, 3.0, 2.0, 4.0, 8.0])
     domains = torch.tensor([0, 0, 1, 3, 3])  # domain 2 absent from this batch
     expected = (0.4 * 2.0 + 0.3 * 2.0 + 0.1 * 6.0) / 0.8
-    assert mixer.training_loss(losses, domains).item() == pytest.approx(expected)
+    # Each sequence's two token losses average to the sequence losses above.
+    tokens = torch.stack([losses - 0.5, losses + 0.5], dim=1)
+    batch = TrainingBatch(step=0, tokens=torch.zeros(5, 3), domains=domains, token_losses=tokens)
+    assert mixer.training_loss(batch).item() == pytest.approx(expected)
 
 
 def _update_on_rank(rank: int, world: int, tmp: Path) -> None:

@@ -87,6 +87,8 @@ def test_doge_target_mode_moves_the_weight_onto_the_specialists_domains_and_hand
     )
     assert fresh["final_weights"] == pytest.approx(proxy["time_averaged_weights"], rel=1e-12)
     assert fresh["probe_tokens"] == fresh["mixer_flops"] == 0
+    # The proxy's whole compute is the fresh run's upstream cost.
+    assert fresh["upstream_flops"] == proxy["train_flops"] + proxy["mixer_flops"]
 
     final, _ = run(
         tmp_path, "final", "data.num_domains=4", "mixer=static", f"mixer.path={proxy_dir}"

@@ -10,7 +10,9 @@ import torch
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
+from experiments.config import mixer_label
 from experiments.prepare import run as run_prepare
+from experiments.relabel import main as relabel_main
 from experiments.results import read_results
 from experiments.train import train
 from tests.conftest import FAST, compose_config, run_train_cli
@@ -24,7 +26,15 @@ def test_cli_run_writes_results_metrics_and_wandb_files(tmp_path):
 
     results = read_results(run_dir)
     assert results["status"] == "completed" and results["error"] is None
-    assert results["mixer"] == "uniform" and results["seed"] == 0
+    assert results["mixer"] == results["mixer_label"] == "uniform" and results["seed"] == 0
+    # What `mixer=static mixer.path=<this run>` reuses, with the compute spent producing it.
+    mixture = json.loads((run_dir / "mixture.json").read_text())
+    assert mixture["mixtures"]["final"] == results["final_mixture"]
+    assert (
+        mixture["flops"]
+        == results["train_flops"] + results["mixer_flops"]
+        == 32 * 8 * 32 * (results["model"]["flops_per_token"])
+    )
     assert results["config"]["train"]["tokens"] == 8192
     # 8192 tokens / (8 sequences x 32 tokens) = 32 steps, all of them trained.
     assert results["steps"] == results["max_steps"] == 32
@@ -90,11 +100,12 @@ def test_resumed_run_matches_the_uninterrupted_one(tmp_path):
     overrides = (*FAST, "train.checkpoint_every=20", "mixer.weights=natural", "seed=3")
     full = train(compose_config(*overrides), tmp_path / "full")
 
-    # The full run's last checkpoint is from step 20 of 32: continue a copy of it from there,
-    # with the metric log it had written by then (and beyond: rows after step 20 are re-made).
+    # The full run saved at step 20 and, completed, its final state at 32 (last.ckpt; the
+    # step-20 one is kept as previous.ckpt): continue a copy of the step-20 one, with the metric
+    # log the run had written (rows after step 20 are re-made).
     resumed_dir = tmp_path / "resumed"
     (resumed_dir / "checkpoints").mkdir(parents=True)
-    shutil.copy(tmp_path / "full/checkpoints/last.ckpt", resumed_dir / "checkpoints/last.ckpt")
+    shutil.copy(tmp_path / "full/checkpoints/previous.ckpt", resumed_dir / "checkpoints/last.ckpt")
     shutil.copy(tmp_path / "full/metrics.csv", resumed_dir / "metrics.csv")
     resumed = train(compose_config(*overrides), resumed_dir)
 
@@ -204,3 +215,29 @@ def test_resume_reads_only_mixbench_checkpoints_and_safely(tmp_path):
     torch.save({"mixbench": Path("/")}, unsafe)  # an arbitrary object: weights_only refuses it
     with pytest.raises(ValueError, match="unreadable"):
         train(compose_config(*FAST, f"train.resume={unsafe}"), tmp_path / "c")
+
+
+def test_mixer_label_names_only_options_that_differ_from_the_mixer_defaults():
+    assert mixer_label({"name": "uniform", "update_every": 0, "weights": "uniform"}) == "uniform"
+    assert (
+        mixer_label({"name": "uniform", "update_every": 0, "weights": "natural"})
+        == "uniform[weights=natural]"
+    )
+    assert mixer_label({"name": "uniform", "update_every": 5}) == "uniform[update_every=5]"
+    # A mixer this checkout does not know keeps its bare name.
+    assert mixer_label({"name": "mystery", "alpha": 1}) == "mystery"
+    # conf/mixer/dga_ema.yaml is dga with beta 0.5: labelled against dga's defaults.
+    assert mixer_label({"name": "dga", "beta": 0.5}) == "dga[beta=0.5]"
+
+
+def test_relabel_labels_records_written_before_runs_labelled_themselves(tmp_path):
+    old = {"status": "completed", "mixer": "dga", "config": {"mixer": {"name": "dga", "beta": 0.5}}}
+    labelled = {**old, "mixer_label": "kept"}
+    running = {**old, "status": "running"}
+    for name, record in (("old", old), ("labelled", labelled), ("running", running)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(record))
+    assert relabel_main([str(tmp_path)]) == 0
+    assert read_results(tmp_path / "old")["mixer_label"] == "dga[beta=0.5]"
+    assert read_results(tmp_path / "labelled")["mixer_label"] == "kept"
+    assert read_results(tmp_path / "running")["mixer_label"] is None  # its run writes its own
