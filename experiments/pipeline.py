@@ -44,9 +44,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from domains.loading import load_data
-from experiments.config import check_config, register_configs
+from experiments.config import CONF_DIR, check_config, register_configs
 from experiments.results import RESULTS_FILE, read_results, write_json_atomic
-from mixers import MIXERS
 from mixers.regmix import (
     RegMixConfig,
     fit_regressor,
@@ -158,13 +157,15 @@ def check_pipeline(cfg: DictConfig, task_overrides: Sequence[str]) -> None:
     check_config(cfg)
     pipeline = OmegaConf.to_object(cfg.pipeline)  # runs RegMixConfig's range checks
     method = pipeline.method
-    if method not in PIPELINES and method not in MIXERS:
+    # A mixer is any option of the `mixer` config group (`dga_ema`, `aioli_k16` included).
+    mixers = sorted(path.stem for path in (CONF_DIR / "mixer").glob("*.yaml"))
+    if method not in PIPELINES and method not in mixers:
         raise ValueError(
             f"pipeline.method={method} is neither a pipeline {sorted(PIPELINES)} nor a mixer "
-            f"{sorted(MIXERS)}"
+            f"{mixers}"
         )
     own_mixer = PIPELINES[method][1] if method in PIPELINES else method
-    if own_mixer is not None and own_mixer not in MIXERS:
+    if own_mixer is not None and own_mixer not in mixers:
         raise ValueError(f"pipeline.method={method} trains mixer={own_mixer}, which is missing")
     for override in OverridesParser.create().parse_overrides(list(task_overrides)):
         key = override.key_or_group

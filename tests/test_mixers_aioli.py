@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from domains.synthetic import SyntheticDataConfig, generate
 from experiments.results import read_results
@@ -17,7 +18,7 @@ from mixers import build_mixer
 from mixers.aioli import AioliConfig, aioli_mixture, normalized, unmixed
 from models.batches import MixtureBatches
 from models.gpt import GPT, GPTConfig, sequence_loss
-from tests.conftest import FAST, run_train_cli
+from tests.conftest import FAST, ROOT, run_train_cli
 from tests.test_mixers_online import one_thread  # noqa: F401  (autouse fixture)
 from tests.test_mixers_train import run, trajectory
 
@@ -70,6 +71,11 @@ def test_config_ranges_and_the_learn_params_length():
     with pytest.raises(ValueError, match=r"= 256 steps, not fewer than mixer\.update_every=250"):
         build_mixer(AioliConfig(), view(16))
     build_mixer(AioliConfig(), view(15))  # 240 steps of 250
+    # conf/mixer/aioli_k16.yaml, the demo's (experiment=peers): 1 x 16 x 2 = 32 steps of 73.
+    options = OmegaConf.load(ROOT / "conf" / "mixer" / "aioli_k16.yaml")
+    options.pop("defaults")
+    mixer = build_mixer(AioliConfig(**OmegaConf.to_container(options)), view(16))
+    assert mixer.cfg.lp_rounds * 16 * mixer.cfg.lp_steps == 32 < mixer.cfg.update_every == 73
 
 
 class ScriptedModel:
