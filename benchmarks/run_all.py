@@ -5,7 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ["benchmarks.throughput", "benchmarks.mixer_overhead", "benchmarks.prepare"]
+BENCHMARKS = [
+    "benchmarks.throughput",
+    "benchmarks.mixer_overhead",
+    "benchmarks.prepare",
+    "benchmarks.sweep_parallelism",
+]
 
 
 def main() -> int:
