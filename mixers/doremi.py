@@ -101,7 +101,9 @@ class DoReMiConfig(MixerConfig):
         if not self.reference:
             raise ValueError(
                 "mixer=doremi needs mixer.reference=<run dir>: the directory of a completed run "
-                "on the same domains whose model is the reference (e.g. one with mixer=uniform)"
+                "on the same domains whose model is the reference (e.g. one with mixer=uniform); "
+                "or train reference, proxy and final run in one command with "
+                "`python -m experiments.pipeline experiment=doremi`"
             )
         if self.update_every != 0:
             raise ValueError(
