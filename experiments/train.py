@@ -52,6 +52,7 @@ from experiments.results import (
 )
 from mixers import MIXERS, build_mixer
 from mixers.static import MIXTURE_FILE, write_mixture_file
+from mixers.uniform import UniformConfig
 from models.lm import MixtureLM
 
 log = logging.getLogger(__name__)
@@ -175,6 +176,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     """
     check_config(cfg)
     check_not_pipeline(cfg)
+    if MIXERS[cfg.mixer.name][0].needs_reference and not cfg.mixer.reference:
+        cfg = _with_reference(cfg, run_dir)
     done = _completed_run(cfg, run_dir)
     if done is not None:
         log.info("%s already completed; skipping", run_dir)
@@ -321,6 +324,27 @@ def _write_mixture_file(run_dir: Path, record: RunRecord) -> None:
     mixtures = {"final": record.final_mixture, "time_averaged": record.time_averaged_mixture}
     flops = record.train_flops + record.mixer_flops + record.upstream_flops
     write_mixture_file(run_dir / MIXTURE_FILE, mixtures, flops)
+
+
+REFERENCE_DIR = "reference"
+
+
+def _with_reference(cfg: DictConfig, run_dir: Path) -> DictConfig:
+    """A mixer that needs a reference model and was given none (`mixer.reference=null`): train
+    the reference first, this run's config on the reference weights (uniform, or natural with
+    `mixer.reference_weights=natural`), in <run dir>/reference, and point the mixer at it. One
+    process; with several, give `mixer.reference` (or use experiments.pipeline)."""
+    reference_dir = run_dir / REFERENCE_DIR
+    weights = cfg.mixer.get("reference_weights", "uniform")
+    reference_cfg = cfg.copy()
+    reference_cfg.mixer = OmegaConf.structured(
+        UniformConfig(weights=weights, label=f"{cfg.mixer.name}_reference")
+    )
+    log.info("training the reference model first, in %s", reference_dir)
+    train(reference_cfg, reference_dir)
+    cfg = cfg.copy()
+    cfg.mixer.reference = str(reference_dir)
+    return cfg
 
 
 def _run_summary(lm: MixtureLM) -> dict:

@@ -85,7 +85,8 @@ class UnseenScore(StrEnum):
 class DoReMiConfig(MixerConfig):
     name: str = "doremi"
     # The reference run's directory: a completed run of this harness on the same domains, whose
-    # model (its config and final checkpoint) is the reference.
+    # model (its config and final checkpoint) is the reference. None: experiments.train trains
+    # it first, this run's config on the reference weights, in <run dir>/reference.
     reference: str | None = None
     # Step size of the exponentiated-gradient step on alpha.
     eta: float = 1.0
@@ -98,13 +99,6 @@ class DoReMiConfig(MixerConfig):
     unseen_score: UnseenScore = UnseenScore.mean_seen
 
     def __post_init__(self) -> None:
-        if not self.reference:
-            raise ValueError(
-                "mixer=doremi needs mixer.reference=<run dir>: the directory of a completed run "
-                "on the same domains whose model is the reference (e.g. one with mixer=uniform); "
-                "or train reference, proxy and final run in one command with "
-                "`python -m experiments.pipeline experiment=doremi`"
-            )
         if self.update_every != 0:
             raise ValueError(
                 "mixer.update_every does not apply to doremi: it updates at every training step"

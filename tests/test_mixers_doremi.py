@@ -12,10 +12,11 @@ import torch
 from domains.synthetic import SyntheticDataConfig, generate
 from experiments.checkpoints import load_checkpoint
 from experiments.results import read_results
+from experiments.train import train
 from mixers import build_mixer
 from mixers.base import TrainingBatch
 from mixers.doremi import DoReMiConfig, excess_loss_sums
-from tests.conftest import run_train_cli
+from tests.conftest import FAST, compose_config, run_train_cli
 from tests.test_mixers_online import one_thread  # noqa: F401  (autouse fixture)
 from tests.test_mixers_train import run, trajectory
 
@@ -127,8 +128,6 @@ def test_the_proxy_trains_on_the_alpha_weighted_loss_with_the_new_weights():
 
 
 def test_config_mistakes_are_refused():
-    with pytest.raises(ValueError, match=r"mixer.reference=<run dir>"):
-        DoReMiConfig()
     with pytest.raises(ValueError, match="eta"):
         DoReMiConfig(reference="x", eta=0)
     with pytest.raises(ValueError, match="smoothing"):
@@ -312,3 +311,16 @@ def test_doremi_from_the_command_line_over_two_ranks(tmp_path, reference_run):
     rank0, rank1 = results["ranks"]["weights"]
     assert rank0 == rank1  # every rank took the same steps
     assert rank0 != pytest.approx([1 / 8] * 8, abs=1e-3)
+
+
+def test_without_a_reference_the_run_trains_one_first(tmp_path):
+    """`mixer=doremi` alone: the same run on uniform weights is trained first, in
+    <run dir>/reference, and its compute is this run's upstream cost; a re-run skips both."""
+    cfg = compose_config("mixer=doremi", *FAST)
+    proxy = train(cfg, tmp_path)
+    reference = read_results(tmp_path / "reference")
+    assert reference["status"] == proxy["status"] == "completed"
+    assert reference["mixer"] == "uniform" and reference["mixer_label"] == "doremi_reference"
+    assert proxy["config"]["mixer"]["reference"] == str(tmp_path / "reference")
+    assert proxy["upstream_flops"] == reference["train_flops"] + reference["mixer_flops"]
+    assert train(cfg, tmp_path) == proxy  # completed: skipped, reference included
