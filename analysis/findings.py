@@ -289,11 +289,21 @@ def claim_section(
     if figure_dir is not None:
         figure_dir.mkdir(parents=True, exist_ok=True)
         claim_figure(runs, claim).savefig(figure_dir / f"{claim.experiment}.png", metadata=PNG)
+    if interval.n == 0:  # one side has no completed run yet: nothing to judge
+        outcome = (
+            f"*No verdict yet*: no completed seed pairs {side(claim.worse, claim.worse_where)} "
+            f"with {side(claim.better, claim.better_where)}; `make findings "
+            f"EXP={claim.experiment}` completes the sweep (completed runs are skipped)."
+        )
+    else:
+        outcome = (
+            f"*Verdict: **{verdict(interval)}**.* {claim.metric} of "
+            f"{side(claim.worse, claim.worse_where)} minus that of "
+            f"{side(claim.better, claim.better_where)}, paired by seed: "
+            f"{_interval_text(interval)} (`experiment={claim.experiment}`)."
+        )
     lines += [
-        f"*Verdict: **{verdict(interval)}**.* {claim.metric} of "
-        f"{side(claim.worse, claim.worse_where)} minus that of "
-        f"{side(claim.better, claim.better_where)}, paired by seed: "
-        f"{_interval_text(interval)} (`experiment={claim.experiment}`).",
+        outcome,
         "",
         _table(variant_table(runs, claim)),
         "",
