@@ -37,10 +37,11 @@ def compose_config(*overrides: str, with_hydra: bool = False) -> DictConfig:
         )
 
 
-def run_train_cli(*args: str) -> subprocess.CompletedProcess:
-    """`python -m experiments.train <args>` as a user runs it, from the repository root."""
+def run_train_cli(*args: str, module: str = "experiments.train") -> subprocess.CompletedProcess:
+    """`python -m <module> <args>` (experiments.train by default) as a user runs it, from the
+    repository root."""
     return subprocess.run(
-        [sys.executable, "-m", "experiments.train", *args],
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -4,7 +4,6 @@ chain and single-stage methods, run as a user runs them on tiny synthetic settin
 import json
 import math
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -22,7 +21,7 @@ from experiments.pipeline import (
 )
 from experiments.results import read_results
 from mixers.regmix import RegMixConfig
-from tests.conftest import FAST, ROOT, compose_config
+from tests.conftest import FAST, ROOT, compose_config, run_train_cli
 
 PIPELINE_EXPERIMENTS = sorted(
     p.stem
@@ -40,14 +39,7 @@ TINY = (
 
 
 def run_pipeline_cli(*args: str) -> subprocess.CompletedProcess:
-    """`python -m experiments.pipeline <args>` as a user runs it, from the repository root."""
-    return subprocess.run(
-        [sys.executable, "-m", "experiments.pipeline", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_train_cli(*args, module="experiments.pipeline")
 
 
 def _flops(record: dict) -> int:
