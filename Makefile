@@ -17,10 +17,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
-# One torch thread per process: the tests' models are tiny, and several tests run 2 processes
-# (DDP, sweeps) on a 2-core machine, where more threads only contend.
+# One torch thread per process and one test worker per core (pytest-xdist): the tests' models are
+# tiny, and most of a test's time is one process's start-up and Python, so workers, not threads,
+# use the cores.
 test: setup
-	OMP_NUM_THREADS=1 $(PY) -m pytest
+	OMP_NUM_THREADS=1 $(PY) -m pytest --numprocesses=auto --maxprocesses=4 --dist=worksteal
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -45,12 +46,13 @@ bench: setup
 	$(PY) -m benchmarks.run_all
 
 # One findings experiment (EXP=regime, token_limited, fine_grained...): its sweep (a re-run skips
-# completed runs), its compact summary (analysis/findings/$(EXP).csv, to commit) and
+# completed runs; ARGS narrows it, e.g. ARGS=mixer=dga), its compact summary
+# (analysis/findings/$(EXP).csv, to commit; runs already there and not re-run are kept) and
 # docs/findings.md rendered from every committed summary.
 EXP ?= regime
 findings: setup
-	$(PY) -m experiments.train -m experiment=$(EXP)
-	$(PY) -m analysis.summaries multirun/$(EXP) --out analysis/findings/$(EXP).csv
+	$(PY) -m experiments.train -m experiment=$(EXP) $(ARGS)
+	$(PY) -m analysis.summaries multirun/$(EXP) --out analysis/findings/$(EXP).csv --merge
 	$(PY) -m analysis.findings
 
 # Re-pin constraints.txt from the current environment (after changing dependencies).

@@ -67,6 +67,22 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values([*keys, "mixer_label", "seed"]).reset_index(drop=True)
 
 
+def merge(previous: pd.DataFrame, summary: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """`summary` plus the rows of `previous` (an earlier summary of the same experiment) for runs
+    it does not hold, a run being its setting, mixer variant and seed: a sweep re-run in parts
+    (one mixer now, another later, or after its run directories are gone) adds to what was
+    committed instead of replacing it, and a run summarised again replaces its older row."""
+    run_keys = [*keys, "mixer_label", "seed"]
+
+    def run_ids(table: pd.DataFrame) -> pd.Series:
+        columns = table.reindex(columns=run_keys).astype(object)
+        return columns.where(columns.notna(), "").astype(str).agg("|".join, axis=1)
+
+    kept = previous[~run_ids(previous).isin(set(run_ids(summary)))]
+    merged = pd.concat([summary, kept], ignore_index=True) if len(kept) else summary
+    return merged.sort_values(run_keys).reset_index(drop=True)
+
+
 def separation(summary: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Per setting and mixer variant: uniform's mean loss, the paired gain over uniform
     (uniform - variant) with its interval, the seed standard deviation of the paired gains and
@@ -110,12 +126,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis.summaries", description=__doc__)
     parser.add_argument("dirs", nargs="+", type=Path, help="sweep or run directories")
     parser.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the rows of an existing --out file for runs the sweep dirs do not hold",
+    )
     args = parser.parse_args(argv)
     runs = load_runs(args.dirs)
+    keys = setting_columns(runs)
     summary = summarize(runs)
+    if args.merge and args.out.exists():
+        summary = merge(pd.read_csv(args.out), summary, keys)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     summary.to_csv(args.out, index=False)
-    _print(separation(summary, setting_columns(runs)), Console(width=200))
+    _print(separation(summary, keys), Console(width=200))
     print(f"wrote {args.out} ({len(summary)} runs)")
     return 0
 

@@ -24,8 +24,14 @@ register_configs()
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Prepared data goes to a per-session cache unless the caller chose one (MIXBENCH_CACHE)."""
-    os.environ.setdefault("MIXBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+    """Prepared data goes to a per-session cache unless the caller chose one (MIXBENCH_CACHE).
+    Under pytest-xdist the workers share one (the session's base directory is per worker, its
+    parent per session): a demo preparation is made once, and concurrent preparations of one
+    key are exercised as users run them."""
+    base = tmp_path_factory.getbasetemp()
+    cache = base.parent / "cache" if os.environ.get("PYTEST_XDIST_WORKER") else base / "cache"
+    cache.mkdir(exist_ok=True)
+    os.environ.setdefault("MIXBENCH_CACHE", str(cache))
 
 
 def compose_config(*overrides: str, with_hydra: bool = False) -> DictConfig:

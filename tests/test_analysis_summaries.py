@@ -60,3 +60,23 @@ def test_the_command_writes_the_csv(sweep, tmp_path, capsys):
     assert main([str(sweep), "--out", str(out)]) == 0
     assert len(pd.read_csv(out)) == 8
     assert "Separation from uniform" in capsys.readouterr().out
+
+
+def test_merge_adds_a_partial_sweep_to_the_committed_summary(sweep, tmp_path):
+    """A sweep re-run in parts: the second part's runs join the first part's rows, a run summarised
+    again (the failed dga seed, now completed) replaces its older row, and nothing else is lost."""
+    out = tmp_path / "s.csv"
+    assert main([str(sweep), "--out", str(out)]) == 0
+    later = tmp_path / "later"
+    write_run(later, "dga_failed", mixer="dga", seed=3, target=2.0)
+    write_run(later, "importance1", mixer="importance", seed=1, target=2.6)
+    assert main([str(later), "--out", str(out), "--merge"]) == 0
+    merged = pd.read_csv(out)
+    assert len(merged) == 9
+    dga3 = merged[(merged["mixer_label"] == "dga") & (merged["seed"] == 3)]
+    assert list(dga3["status"]) == ["completed"] and list(dga3["target_loss"]) == [2.0]
+    importance = merged[merged["mixer_label"] == "importance"].set_index("seed")["target_loss"]
+    assert importance.to_dict() == {0: 2.5, 1: 2.6}
+    # Without --merge the file holds the later part alone.
+    assert main([str(later), "--out", str(out)]) == 0
+    assert len(pd.read_csv(out)) == 2
