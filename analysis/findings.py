@@ -16,7 +16,8 @@ there are fewer than 3 paired seeds. An interval that contains 0 is never "repro
 Each claim's section also has a table of every mixer variant in its experiment (mean over seeds,
 paired gain over uniform where uniform ran) and a figure (`docs/findings/<experiment>.png`). The
 `targets` experiment repeats the regime's comparison on other specialist sets, reported per
-target and as wins, ties and losses against uniform and importance sampling.
+target and as wins, ties and losses against uniform and importance sampling. The MMLU
+experiments at two model scales give the decision accuracy across scales (analysis/decision.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from analysis.decision import LARGE_EXPERIMENT, SMALL_EXPERIMENT, decision_section
 from analysis.paired import MIN_SEEDS, Interval, compare, paired_interval
 from analysis.plots import mixer_colours
 from analysis.summaries import separation
@@ -412,7 +414,8 @@ def render(data_dir: Path = DATA_DIR, figure_dir: Path | None = None) -> str:
     """The report; with `figure_dir`, each claim's figure is written there too."""
     missing = [
         experiment
-        for experiment in [c.experiment for c in CLAIMS] + ["targets"]
+        for experiment in [c.experiment for c in CLAIMS]
+        + ["targets", SMALL_EXPERIMENT, LARGE_EXPERIMENT]
         if load(experiment, data_dir) is None
     ]
     parts = [
@@ -431,6 +434,7 @@ def render(data_dir: Path = DATA_DIR, figure_dir: Path | None = None) -> str:
     for claim in CLAIMS:
         parts += claim_section(claim, load(claim.experiment, data_dir), figure_dir)
     parts += targets_section(target_runs(load("targets", data_dir), regime))
+    parts += decision_section(load(SMALL_EXPERIMENT, data_dir), load(LARGE_EXPERIMENT, data_dir))
     return "\n".join(parts).rstrip() + "\n"
 
 

@@ -19,6 +19,11 @@ loss; each takes the rank of the current group's leader unless the interval of t
 its losses, over their shared seeds (at least 3), excludes 0; then it starts a new group, ranked
 by its position (1-based). Tied ranks show as `1=`; the CSV has `rank` and `rank_tied`.
 
+When the specialist set is a multiple-choice task (MMLU subjects), its scores (accuracy, the
+probability on the correct answer, bits per byte of the correct answer: models/scoring.py) come
+after the losses, each as mean over seeds with its paired gain over uniform (positive = better:
+for bits per byte, uniform's minus the variant's) and 95% interval.
+
 Cost is counted in FLOPs, so it does not depend on machine load: `compute_overhead` = the FLOPs
 of the mixer's own forward/backward passes plus those spent before the run to produce what it
 reuses (a reference model, a swarm of proxy runs: `upstream_flops`) / the FLOPs of the training
@@ -42,11 +47,13 @@ from analysis import cli
 from analysis.paired import MIN_SEEDS, Interval, compare, tied_ranks
 from analysis.results import (
     BASELINE,
+    TASK_SCORES,
     completed,
     domain_caption,
     domain_labels,
     setting_columns,
     setting_title,
+    task_columns,
 )
 
 LEADERBOARD_FILES = ("leaderboard.md", "leaderboard.csv", "leaderboard.html")
@@ -75,6 +82,10 @@ COLUMNS = [
     "probe_overhead",
     "max_domain_epochs",
 ]
+# Per task score (`<task>/<score>`): these suffixes follow it in the board's columns.
+TASK_STATS = ("_mean", "_gain", "_ci_low", "_ci_high")
+# Task scores shown in the tables (all of them are in the CSV).
+SHOWN_SCORES = ("acc", "correct_prob", "bpb")
 NO_INTERVAL = f"no interval (fewer than {MIN_SEEDS} seeds)"
 MARK = "*"  # the gain's interval excludes 0
 
@@ -117,6 +128,8 @@ def _setting_board(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     board["gain_ci_high"] = [gain.high for gain in gains]
     board["paired_seeds"] = [gain.n for gain in gains]
     board["gain_excludes_zero"] = [gain.excludes_zero for gain in gains]
+    for column in task_columns(rows):
+        _add_task_score(board, rows, column)
     order = board["target_loss_mean"].sort_values(kind="stable").index.tolist()
     board["rank"] = pd.Series(tied_ranks(by_seed, order))
     board["rank_tied"] = board["rank"].duplicated(keep=False)
@@ -124,6 +137,25 @@ def _setting_board(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     for key in keys:
         board[key] = rows[key].iloc[0]
     return board
+
+
+def _add_task_score(board: pd.DataFrame, rows: pd.DataFrame, column: str) -> None:
+    """The task score `column`'s mean per variant, and its gain over uniform paired by seed,
+    signed so that positive is better."""
+    sign = TASK_SCORES[column.split("/")[1]]
+    by_seed = sign * rows.dropna(subset=["seed"]).pivot_table(
+        index="seed", columns="mixer_label", values=column, aggfunc="mean"
+    )
+    gains = [
+        Interval(0.0, math.nan, math.nan, 0)
+        if label == BASELINE
+        else compare(by_seed.get(label), by_seed.get(BASELINE))
+        for label in board.index
+    ]
+    board[f"{column}_mean"] = rows.groupby("mixer_label")[column].mean()
+    board[f"{column}_gain"] = [gain.mean for gain in gains]
+    board[f"{column}_ci_low"] = [gain.low for gain in gains]
+    board[f"{column}_ci_high"] = [gain.high for gain in gains]
 
 
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
@@ -135,7 +167,8 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     if done.empty:
         return pd.DataFrame(columns=[*keys, *COLUMNS])
     boards = [_setting_board(rows, keys) for _, rows in done.groupby(keys, dropna=False)]
-    board = pd.concat(boards, ignore_index=True)[[*keys, *COLUMNS]]
+    scores = [f"{column}{stat}" for column in task_columns(done) for stat in TASK_STATS]
+    board = pd.concat(boards, ignore_index=True)[[*keys, *COLUMNS, *scores]]
     return board.sort_values([*keys, "rank", "target_loss_mean", "mixer_label"]).reset_index(
         drop=True
     )
@@ -156,22 +189,49 @@ def _share(value: float) -> str:
     return "–" if pd.isna(value) else f"{100 * value:.1f} %"
 
 
-def _gain_cell(row) -> str:
-    if row.mixer_label == BASELINE:
+def _gain_cell(label: str, gain: float, low: float, high: float) -> str:
+    if label == BASELINE:
         return "0 (baseline)"
-    if pd.isna(row.gain_vs_uniform):
+    if pd.isna(gain):
         return "–"
-    gain = f"{row.gain_vs_uniform:+.4f}"
-    if pd.isna(row.gain_ci_low):
-        return f"{gain}, {NO_INTERVAL}"
-    mark = f" {MARK}" if row.gain_excludes_zero else ""
-    return f"{gain} [{row.gain_ci_low:+.4f}, {row.gain_ci_high:+.4f}]{mark}"
+    if pd.isna(low):
+        return f"{gain:+.4f}, {NO_INTERVAL}"
+    mark = f" {MARK}" if low > 0 or high < 0 else ""
+    return f"{gain:+.4f} [{low:+.4f}, {high:+.4f}]{mark}"
 
 
-def gain_cells(board: pd.DataFrame) -> list[str]:
+def gain_cells(board: pd.DataFrame, prefix: str = "") -> list[str]:
     """The gain over uniform of every row as shown in the tables, e.g. `+0.1230 [+0.0500,
-    +0.1960] *` (* : the interval excludes 0), or `+0.1000, no interval (fewer than 3 seeds)`."""
-    return [_gain_cell(row) for row in board.itertuples(index=False)]
+    +0.1960] *` (* : the interval excludes 0), or `+0.1000, no interval (fewer than 3 seeds)`:
+    of the specialist loss, or (`prefix` = `<task>/<score>_`) of a task score."""
+    gain = f"{prefix}gain" if prefix else "gain_vs_uniform"
+    return [
+        _gain_cell(*values)
+        for values in zip(
+            board["mixer_label"],
+            board[gain],
+            board[f"{prefix}ci_low" if prefix else "gain_ci_low"],
+            board[f"{prefix}ci_high" if prefix else "gain_ci_high"],
+            strict=True,
+        )
+    ]
+
+
+def _task_cells(board: pd.DataFrame) -> dict[str, list[str]]:
+    """A column per shown task score: its mean, then its gain over uniform."""
+    columns = [c.removesuffix("_mean") for c in board.columns if c.endswith("/acc_mean")]
+    cells = {}
+    for task in (c.split("/")[0] for c in columns):
+        for score in SHOWN_SCORES:
+            column = f"{task}/{score}"
+            if f"{column}_mean" in board:
+                means = board[f"{column}_mean"].map(_number)
+                gains = gain_cells(board, f"{column}_")
+                cells[f"{task} {score} (gain)"] = [
+                    f"{m} (baseline)" if label == BASELINE else f"{m} ({g})"
+                    for label, m, g in zip(board["mixer_label"], means, gains, strict=True)
+                ]
+    return cells
 
 
 def _worst_cell(loss: float, name: str | None, label: str | None) -> str:
@@ -209,6 +269,7 @@ def display_table(board: pd.DataFrame) -> pd.DataFrame:
                     strict=True,
                 )
             ],
+            **_task_cells(board),
             "Extra compute": board["compute_overhead"].map(_share),
             "Mixer time share": board["mixer_time_share"].map(_share),
             "Probe tokens": board["probe_overhead"].map(_share),
@@ -249,7 +310,10 @@ NOTE = (
     f"{MARK} marks an interval that excludes 0. Paired seeds: the seeds this mixer shares with "
     "uniform. Generic loss: mean held-out loss over the generic domains. Worst domain loss: the "
     "highest held-out loss of any generic domain, mean over seeds, with that domain when it is "
-    "the same for every seed. Extra compute: FLOPs of the mixer's own forward and backward "
+    "the same for every seed. Task scores (a multiple-choice specialist set, e.g. MMLU): acc "
+    "(accuracy, answers compared by log-likelihood per byte), correct_prob (probability on the "
+    "correct answer) and bpb (its bits per byte), mean over seeds with the paired gain over "
+    "uniform (positive = better) and its 95% interval. Extra compute: FLOPs of the mixer's own forward and backward "
     "passes as a share of the training steps' FLOPs. Mixer time share: share of each run's "
     "training-step time spent in mixer updates (wall clock within the run). Probe tokens: extra "
     "tokens mixers read, as a share of training tokens. Max domain epochs: epochs of the "

@@ -41,6 +41,10 @@ GENERIC_LOSS = "val/generic_loss"
 DOMAIN_LOSS = "val/domain/"  # + domain name: held-out loss on one generic domain
 # The variant every other mixer is measured against.
 BASELINE = "uniform"
+# Scores of a multiple-choice task scored beside the specialist loss (MMLU subjects: see
+# models/scoring.py), `val/<task>/<score>` in a run's metrics and `<task>/<score>` in the runs
+# table; the sign says which way is better (bits per byte: lower).
+TASK_SCORES = {"acc": +1, "acc_per_token": +1, "correct_prob": +1, "bpb": -1}
 
 # Setting column -> the config key it comes from.
 SETTING_KEYS = {
@@ -86,6 +90,21 @@ def _ratio(numerator: object, denominator: object) -> float:
     if numerator is None or denominator is None or not denominator > 0:
         return math.nan
     return float(numerator) / float(denominator)
+
+
+def task_scores(metrics: dict | None) -> dict[str, float]:
+    """{"<task>/<score>": value} for every task score in a run's metrics."""
+    scores = {}
+    for key, value in (metrics or {}).items():
+        parts = key.split("/")
+        if len(parts) == 3 and parts[0] == "val" and parts[2] in TASK_SCORES:
+            scores[f"{parts[1]}/{parts[2]}"] = float(value)
+    return scores
+
+
+def task_columns(runs: pd.DataFrame) -> list[str]:
+    """The runs table's task-score columns (`<task>/<score>`), sorted."""
+    return sorted(c for c in runs.columns if c.count("/") == 1 and c.split("/")[1] in TASK_SCORES)
 
 
 def worst_domain(metrics: dict | None) -> tuple[str | None, float]:
@@ -167,6 +186,7 @@ def run_row(record: RunRecord, run_dir: str | None) -> dict:
         "domain_labels": record.domain_labels or None,
         "metrics_final": record.metrics_final,
         "files": record.files,
+        **task_scores(record.metrics_final),
     }
     row.update({f"config.{key}": value for key, value in flat.items()})
     return row

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from analysis.paired import compare
-from analysis.results import BASELINE, load_runs, load_trajectory, setting_columns
+from analysis.results import BASELINE, load_runs, load_trajectory, setting_columns, task_columns
 
 RUN_COLUMNS = [
     "mixer_label",
@@ -54,10 +54,10 @@ def weight_oscillation(run_dir: str | None) -> float:
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: its setting columns, then `RUN_COLUMNS`, the weights' oscillation, then
-    the weights as JSON."""
+    """One row per run: its setting columns, then `RUN_COLUMNS`, any task scores (`mmlu/acc`...),
+    the weights' oscillation, then the weights as JSON."""
     keys = setting_columns(runs)
-    table = runs[keys + RUN_COLUMNS].copy()
+    table = runs[keys + RUN_COLUMNS + task_columns(runs)].copy()
     table["weight_oscillation"] = [weight_oscillation(d) for d in runs["run_dir"]]
     for column in WEIGHT_COLUMNS:
         table[column] = [

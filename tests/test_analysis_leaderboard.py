@@ -323,3 +323,41 @@ def test_cli_out_option_and_bad_input(sweep, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{closed_port()}")
     assert main(["--wandb", "mixbench", "--out", str(tmp_path / "wandb")]) == 1
     assert "needs network access" in capsys.readouterr().err
+
+
+def test_task_scores_get_means_and_paired_gains_signed_so_that_positive_is_better(tmp_path):
+    """MMLU accuracy (higher is better) and bits per byte (lower is better), seeds 0-2."""
+    scores = {
+        "uniform": ([0.25, 0.26, 0.27], [3.0, 3.1, 3.2]),
+        "dga": ([0.28, 0.30, 0.32], [2.90, 2.98, 3.06]),
+    }
+    for mixer, (accuracies, bpbs) in scores.items():
+        for seed, (acc, bpb) in enumerate(zip(accuracies, bpbs, strict=True)):
+            write_run(
+                tmp_path,
+                f"{mixer}{seed}",
+                mixer=mixer,
+                seed=seed,
+                task_metrics={"val/mmlu/acc": acc, "val/mmlu/bpb": bpb},
+            )
+    paths = write_leaderboard(load_runs([tmp_path]), tmp_path / "out")
+    dga = pd.read_csv(paths[1]).set_index("mixer_label").loc["dga"]
+    assert dga["mmlu/acc_mean"] == pytest.approx(0.30)
+    # acc: dga - uniform = 0.03, 0.04, 0.05: mean 0.04, sd 0.01.
+    half = 4.302653 * 0.01 / math.sqrt(3)
+    assert dga["mmlu/acc_gain"] == pytest.approx(0.04)
+    assert dga["mmlu/acc_ci_low"] == pytest.approx(0.04 - half, abs=1e-6)
+    # bpb: uniform - dga = 0.10, 0.12, 0.14: mean 0.12, sd 0.02.
+    half = 4.302653 * 0.02 / math.sqrt(3)
+    assert dga["mmlu/bpb_gain"] == pytest.approx(0.12)
+    assert dga["mmlu/bpb_ci_high"] == pytest.approx(0.12 + half, abs=1e-6)
+    md = paths[0].read_text()
+    header = next(
+        line
+        for line in md.splitlines()
+        if line.split("|")[1:2] and line.split("|")[1].strip() == "Rank"
+    )
+    assert "mmlu acc (gain)" in header and "mmlu bpb (gain)" in header
+    row = next(r for r in markdown_rows(md) if r[1] == "dga")
+    assert "0.3000 (+0.0400 [+0.0152, +0.0648] *)" in row
+    assert "2.9800 (+0.1200 [+0.0703, +0.1697] *)" in row

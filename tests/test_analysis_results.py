@@ -54,6 +54,7 @@ def write_run(
     weights: dict | None = None,
     mixer_options: dict | None = None,
     lr: float = 3e-3,
+    task_metrics: dict | None = None,
 ) -> Path:
     """A run directory whose results.json looks like one experiments.train writes: training
     costs FLOPS_PER_TOKEN per token; the held-out domain losses (`domain_losses`, by default
@@ -106,7 +107,12 @@ def write_run(
             "metrics_initial": {"val/target_loss": 5.5, "val/generic_loss": 5.5},
             "metrics_final": {}
             if target is None
-            else {"val/target_loss": target, "val/generic_loss": generic, **domain_metrics},
+            else {
+                "val/target_loss": target,
+                "val/generic_loss": generic,
+                **domain_metrics,
+                **(task_metrics or {}),
+            },
             "final_weights": weights,
             "time_averaged_weights": weights,
             "domain_epochs": epochs or dict.fromkeys(domains, 0.5),

@@ -16,8 +16,9 @@ from omegaconf import OmegaConf
 
 from domains.demo import BUDGET_CHARS, demo_corpus
 from domains.loading import load_data
+from domains.sources import read_documents
 from domains.store import read_index, read_manifest
-from tests.conftest import compose_config
+from tests.conftest import CONF_DIR, compose_config
 
 SEQ_LEN = 512
 
@@ -41,6 +42,12 @@ def test_demo_corpus_downloads_and_prepares(tmp_path):
         "tech",
     }
     assert {r["lang"] for r in rows if r["part"] == "wikipedia"} == {"en", "fr", "es"}
+    # Every specialist slice offered for the demo (data/specialist=...) picks documents of it.
+    for option in sorted((CONF_DIR / "data" / "specialist").glob("*.yaml")):
+        spec = OmegaConf.to_object(
+            compose_config("data=demo", f"data/specialist={option.stem}").data.specialist
+        )
+        assert next(read_documents(spec, tmp_path), None) is not None, option.stem
 
     cfg = compose_config(
         "data=demo",

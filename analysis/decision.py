@@ -1,0 +1,188 @@
+"""Decision accuracy across scales: does the mixers' order at a small scale hold one scale up?
+
+As in DataDecide (Magnusson et al., 2025): for every target (specialist set) and every pair of
+mixers run at both scales, the small scale "decides" which of the two is better by the mean over
+seeds of one metric, and the large scale says which is better by the mean of another (or the
+same). Decision accuracy is the share of pairs where the two agree (a tie in either mean counts
+half). Its interval is a bootstrap over seeds: each resample draws, per target and scale, seeds
+with replacement (the same seeds for every mixer: runs of one seed share the model's
+initialisation and data order) and recomputes the accuracy; shown are the 2.5 and 97.5
+percentiles.
+
+Which small-scale metric predicts the large scale's ranking best is read off the table: for each
+large-scale metric, the small-scale metric with the highest decision accuracy.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+
+# Metric (a summary column) -> +1 when higher is better, -1 when lower is.
+METRICS = {"target_loss": -1, "mmlu/bpb": -1, "mmlu/correct_prob": +1, "mmlu/acc": +1}
+RESAMPLES = 2000
+
+
+def _grids(runs: pd.DataFrame, target: str, metrics: list[str]) -> dict:
+    """{target: (mixers, {metric: array [seeds, mixers]})} (NaN where a run is missing)."""
+    grids = {}
+    for name, group in runs.groupby(target, sort=True):
+        mixers = sorted(group["mixer_label"].unique())
+        grids[name] = (
+            mixers,
+            {
+                metric: group.pivot_table(index="seed", columns="mixer_label", values=metric)
+                .reindex(columns=mixers)
+                .to_numpy()
+                for metric in metrics
+            },
+        )
+    return grids
+
+
+def _agreement(small: dict, large: dict, metrics: tuple[str, str], signs, picks) -> float:
+    """Share of (target, mixer pair) whose better mixer is the same at both scales, with the
+    means over the seeds `picks[scale][target]` (row indices; repeats count)."""
+    scores = []
+    for name in sorted(set(small) & set(large)):
+        means = []
+        for scale, grids, metric, sign in zip(
+            ("small", "large"), (small, large), metrics, signs, strict=True
+        ):
+            mixers, values = grids[name]
+            rows = values[metric][picks[scale][name]]
+            means.append(dict(zip(mixers, sign * np.nanmean(rows, axis=0), strict=True)))
+        shared = sorted(set(means[0]) & set(means[1]))
+        for a, b in itertools.combinations(shared, 2):
+            first, second = (np.sign(m[a] - m[b]) for m in means)
+            scores.append(0.5 if first == 0 or second == 0 else float(first == second))
+    return float(np.mean(scores)) if scores else np.nan
+
+
+def decision_table(
+    small: pd.DataFrame,
+    large: pd.DataFrame,
+    target: str,
+    metrics: dict[str, int] | None = None,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """One row per (small-scale metric, large-scale metric) present in both tables: the number
+    of mixer pairs compared, the decision accuracy and its bootstrap interval. `small` and
+    `large` are run summaries (their completed runs are used) with a `target` column."""
+    metrics = metrics or METRICS
+    small, large = (t[t["status"] == "completed"] for t in (small, large))
+    present = [m for m in metrics if m in small and m in large]
+    grids = {"small": _grids(small, target, present), "large": _grids(large, target, present)}
+    every = {
+        scale: {name: np.arange(len(v[1][present[0]])) for name, v in g.items()}
+        for scale, g in grids.items()
+    }
+    rng = np.random.default_rng(seed)
+    draws = [
+        {
+            scale: {name: rng.integers(len(rows), size=len(rows)) for name, rows in seeds.items()}
+            for scale, seeds in every.items()
+        }
+        for _ in range(resamples)
+    ]
+    pairs = _agreement_pairs(grids)
+    rows = []
+    for chosen in itertools.product(present, present):
+        signs = tuple(metrics[m] for m in chosen)
+        boot = [_agreement(grids["small"], grids["large"], chosen, signs, d) for d in draws]
+        rows.append(
+            {
+                "small_metric": chosen[0],
+                "large_metric": chosen[1],
+                "pairs": pairs,
+                "accuracy": _agreement(grids["small"], grids["large"], chosen, signs, every),
+                "low": float(np.nanpercentile(boot, 2.5)),
+                "high": float(np.nanpercentile(boot, 97.5)),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _agreement_pairs(grids: dict) -> int:
+    """How many (target, mixer pair) both scales ran."""
+    count = 0
+    for name in set(grids["small"]) & set(grids["large"]):
+        shared = set(grids["small"][name][0]) & set(grids["large"][name][0])
+        count += len(shared) * (len(shared) - 1) // 2
+    return count
+
+
+SUBJECT = "config.data.specialist.subject"  # the summary column of the MMLU subject swept
+SMALL_EXPERIMENT, LARGE_EXPERIMENT = "mmlu_specialist", "mmlu_specialist_up"
+
+
+def _with_target(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs with a `target` column: the subject (a constant when only one subject ran)."""
+    subject = runs[SUBJECT] if SUBJECT in runs else runs["source"]
+    return runs.assign(target=subject.astype(str))
+
+
+def _cell(mean: float, low: float, high: float) -> str:
+    return "–" if np.isnan(mean) else f"{mean:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def decision_section(small: pd.DataFrame | None, large: pd.DataFrame | None) -> list[str]:
+    """The findings report's section: per-scale means and the decision-accuracy table."""
+    lines = ["## Decision accuracy across scales (MMLU subjects)", ""]
+    missing = [
+        f"`make findings EXP={name}`"
+        for name, runs in ((SMALL_EXPERIMENT, small), (LARGE_EXPERIMENT, large))
+        if runs is None
+    ]
+    if missing:
+        return [*lines, f"Not run yet: {' and '.join(missing)}.", ""]
+    small, large = _with_target(small), _with_target(large)
+    columns = [m for m in METRICS if m in small and m in large]
+    means = []
+    for scale, runs in (("small", small), ("large", large)):
+        done = runs[runs["status"] == "completed"]
+        grouped = done.groupby(["target", "model", "mixer_label"], sort=True)[columns]
+        table = grouped.mean().round(4).reset_index().rename(columns={"target": "subject"})
+        table.insert(0, "scale", scale)
+        table.insert(len(table.columns), "seeds", grouped.size().to_numpy())
+        means.append(table)
+    budget = {
+        scale: runs.loc[runs["status"] == "completed", "total_flops"].sum()
+        for scale, runs in (("small", small), ("large", large))
+    }
+    table = decision_table(small, large, "target")
+    grid = table.assign(cell=[_cell(*v) for v in table[["accuracy", "low", "high"]].to_numpy()])
+    grid = grid.pivot(index="small_metric", columns="large_metric", values="cell")
+    grid = grid.reindex(index=columns, columns=columns).reset_index()
+    best = [
+        f"{metric}: {rows.loc[rows['accuracy'].idxmax(), 'small_metric']} "
+        f"({rows['accuracy'].max():.2f})"
+        for metric, rows in table.groupby("large_metric", sort=False)
+        if rows["accuracy"].notna().any()
+    ]
+    lines += [
+        f"The same mixers, MMLU subjects and seeds at two model scales (`{SMALL_EXPERIMENT}`, "
+        f"`{LARGE_EXPERIMENT}`: tokens scaled with the non-embedding parameters). Compute: "
+        f"{budget['small'] / 1e15:.1f} PFLOP at the small scale, {budget['large'] / 1e15:.1f} "
+        "PFLOP at the large one (training and mixer passes of the completed runs). Means over "
+        "seeds (target_loss and mmlu/bpb: lower is better; mmlu/acc and mmlu/correct_prob: "
+        "higher is better):",
+        "",
+        pd.concat(means, ignore_index=True).to_markdown(index=False, disable_numparse=True),
+        "",
+        f"Decision accuracy over {int(table['pairs'].max()) if len(table) else 0} "
+        "(subject, mixer pair)s: the share ordered alike by a small-scale metric (rows) and a "
+        "large-scale one (columns), with a 95 % bootstrap interval over seeds "
+        "(analysis/decision.py). 0.5 is what a coin would reach.",
+        "",
+        grid.rename(columns={"small_metric": "small \\ large"}).to_markdown(
+            index=False, disable_numparse=True
+        ),
+        "",
+        "Best small-scale predictor of each large-scale metric: " + "; ".join(best) + ".",
+        "",
+    ]
+    return lines

@@ -1,0 +1,64 @@
+"""Decision accuracy across scales, on hand-made summaries."""
+
+import pandas as pd
+import pytest
+
+from analysis.decision import decision_table
+
+# Mean specialist loss per target and mixer at each scale.
+SMALL = {"A": {"uniform": 3.0, "importance": 2.9, "dga": 2.8}, "B": {"uniform": 3.0, "dga": 2.5}}
+LARGE = {"A": {"uniform": 2.5, "importance": 2.6, "dga": 2.3}, "B": {"uniform": 2.9, "dga": 2.4}}
+
+
+def summary(means: dict, noise=(0.0, 0.0, 0.0)) -> pd.DataFrame:
+    """Runs of seeds 0-2 around the given means; accuracy = 10 - loss (the same order)."""
+    rows = [
+        {
+            "target": target,
+            "mixer_label": mixer,
+            "seed": seed,
+            "status": "completed",
+            "target_loss": loss + noise[seed],
+            "mmlu/acc": 10 - loss - noise[seed],
+        }
+        for target, losses in means.items()
+        for mixer, loss in losses.items()
+        for seed in range(3)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_the_share_of_mixer_pairs_ordered_alike_at_both_scales():
+    # A: dga-importance agree, dga-uniform agree, importance-uniform disagree (small: importance
+    # better; large: uniform better); B: dga-uniform agree. 3 of 4 pairs.
+    table = decision_table(summary(SMALL), summary(LARGE), "target").set_index(
+        ["small_metric", "large_metric"]
+    )
+    row = table.loc[("target_loss", "target_loss")]
+    assert row["pairs"] == 4 and row["accuracy"] == pytest.approx(0.75)
+    # Without seed noise every resample gives the same answer.
+    assert row["low"] == row["high"] == pytest.approx(0.75)
+    # Accuracy is better higher: ordered by it, the pairs are the same (signs are applied).
+    assert table.loc[("target_loss", "mmlu/acc"), "accuracy"] == pytest.approx(0.75)
+    assert table.loc[("mmlu/acc", "mmlu/acc"), "accuracy"] == pytest.approx(0.75)
+
+
+def test_a_tie_counts_half_and_the_interval_comes_from_resampled_seeds():
+    small = {"A": {"uniform": 3.0, "dga": 3.0}}
+    large = {"A": {"uniform": 3.0, "dga": 2.0}}
+    table = decision_table(summary(small), summary(large), "target")
+    assert table.loc[0, "accuracy"] == pytest.approx(0.5)
+    # Seed noise that differs by mixer: resampled means can change order, so the interval is wide.
+    noisy = summary({"A": {"uniform": 3.0, "dga": 2.95}})
+    noisy.loc[noisy["mixer_label"] == "dga", "target_loss"] += [0.2, -0.2, 0.0]
+    table = decision_table(noisy, summary(large), "target", metrics={"target_loss": -1})
+    row = table.iloc[0]
+    assert row["accuracy"] == pytest.approx(1.0)  # means 3.0 vs 2.95: dga better, as at large
+    assert row["low"] == 0.0 and row["high"] == 1.0
+
+
+def test_only_runs_both_scales_share_are_compared():
+    small = summary(SMALL)
+    small.loc[small["mixer_label"] == "importance", "status"] = "failed"
+    table = decision_table(small, summary(LARGE), "target", metrics={"target_loss": -1})
+    assert table.loc[0, "pairs"] == 2 and table.loc[0, "accuracy"] == pytest.approx(1.0)
