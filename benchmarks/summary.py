@@ -21,16 +21,30 @@ def _fmt(value, digits: int = 3) -> str:
 
 def main() -> None:
     if throughput := _load("throughput"):
-        m = throughput["median_tokens_per_s"]
+        machine = throughput["machine"]
         print(
-            f"Machine: {throughput['machine']['cpu']}, {throughput['machine']['cores']} cores, "
-            f"torch {throughput['machine']['torch']}, {throughput['machine']['torch_threads']} threads.\n"
+            f"Machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, "
+            f"{machine['torch_threads']} threads.\n"
         )
-        print("| loop | tokens/s (median) | MFU vs measured fp32 matmul peak |")
-        print("|---|---:|---:|")
-        for name in ("plain", "harness"):
-            print(f"| {name} | {m[name]:,.0f} | {throughput['mfu'][name]:.1%} |")
-        print(f"\nharness / plain = **{throughput['harness_over_plain']:.3f}** (target >= 0.95)\n")
+        print("| model | loop | tokens/s (median) | ms/step | MFU vs measured fp32 matmul peak |")
+        print("|---|---|---:|---:|---:|")
+        for size, r in throughput["sizes"].items():
+            for name in ("plain", "harness"):
+                print(
+                    f"| {size} | {name} | {r['median_tokens_per_s'][name]:,.0f} | "
+                    f"{r['ms_per_step'][name]:.2f} | {r['mfu'][name]:.1%} |"
+                )
+        print(
+            f"\nharness / plain at tiny = **{throughput['harness_over_plain']:.3f}** (target >= "
+            f"0.97); fixed cost per step at the near-zero model = "
+            f"**{throughput['fixed_cost_ms_per_step']:.2f} ms** (target <= 1)\n"
+        )
+        redraw, rate = throughput["progress_bar_redraw_ms"], throughput["redraws_per_second"]
+        print(
+            f"Progress bar in a terminal: one redraw takes {redraw:.2f} ms, {redraw * rate / 10:.1f} % "
+            f"of a core at the harness's {rate} redraws/s ({redraw * 10:.1f} % at Lightning's default "
+            "100/s).\n"
+        )
     if overhead := _load("mixer_overhead"):
         print(
             "| mixer | T | overhead per training token | probe floor | overhead / floor | peak extra MiB |"

@@ -1,9 +1,16 @@
-"""Training throughput of the harness against a minimal plain-PyTorch loop doing the same work.
+"""Training throughput of the harness against a minimal plain-PyTorch loop doing the same work,
+and the harness's fixed cost per step.
 
-Same model (tiny: 4 layers, d=128, context 128), batch (16 sequences), data (synthetic domains,
-drawn by the same sampler), optimizer and schedule (the LightningModule's own), gradient clipping.
-The harness runs as users run it (Lightning loop, per-sequence loss through the mixer, logging to
-CSV) minus validation and checkpointing. Steady state only: the first steps are not timed.
+Same model, batch (16 sequences of 128 tokens), data (synthetic domains, drawn by the same
+sampler), optimizer and schedule (the LightningModule's own), gradient clipping. The harness runs
+as users run it (Lightning loop, per-token losses through the mixer, logging to CSV every 10
+steps, the rich progress bar, the checkpoint and preemption callbacks) minus validation and the
+checkpoints' writing. Steady state only: the first steps are not timed.
+
+Two model sizes: the tiny GPT (4 layers, d=128), where the ratio harness / plain is what a CPU
+user sees, and a near-zero one (1 layer, d=32), whose own step is so short that harness ms/step -
+plain ms/step exposes the harness's fixed cost per step: what remains of it on a GPU, where every
+model's step is short.
 
     python -m benchmarks.throughput [--steps 40] [--repeats 3]
 """
@@ -11,37 +18,60 @@ CSV) minus validation and checkpointing. Steady state only: the first steps are 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 import warnings
+from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks.progress.rich_progress import (
+    BatchesProcessedColumn,
+    CustomBarColumn,
+    CustomProgress,
+    CustomTimeColumn,
+    ProcessingSpeedColumn,
+    RichProgressBarTheme,
+)
 from lightning.pytorch.loggers import CSVLogger
+from rich.console import Console
+from rich.progress import TextColumn
 
 from benchmarks.common import interleaved, median, peak_matmul_flops, print_table, write_results
 from domains.sampler import MixtureSampler
 from domains.synthetic import SyntheticDataConfig, generate
+from experiments.preemption import SaveOnSignal
+from experiments.progress import REDRAWS_PER_SECOND, ProgressBar
 from mixers import MIXERS, build_mixer
 from models.gpt import GPTConfig, sequence_loss
 from models.lm import MixtureLM, TrainConfig
 
 BATCH, CONTEXT, WARMUP = 16, 128, 5
+# Model sizes (GPTConfig fields) and the steps timed at each: the near-zero model's steps are
+# short, so more of them.
+SIZES = {
+    "tiny": ({"n_layer": 4, "n_head": 4, "d_model": 128}, 1),
+    "near_zero": ({"n_layer": 1, "n_head": 1, "d_model": 32}, 5),
+}
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 
 
-def make_module(data, steps: int, mixer_name: str = "uniform", **mixer_options) -> MixtureLM:
+def make_module(
+    data, steps: int, mixer_name: str = "uniform", size: str = "tiny", **mixer_options
+) -> MixtureLM:
     torch.manual_seed(0)
-    model_cfg = GPTConfig(vocab_size=data.vocab_size, context_length=CONTEXT)
+    model_cfg = GPTConfig(vocab_size=data.vocab_size, context_length=CONTEXT, **SIZES[size][0])
     train_cfg = TrainConfig(batch_size=BATCH, eval_every=10**9, checkpoint_every=10**9)
     mixer = build_mixer(MIXERS[mixer_name][1](**mixer_options), data.mixer_view())
     return MixtureLM(model_cfg, train_cfg, data, mixer, 0, steps)
 
 
-def plain_loop(data, steps: int) -> float:
+def plain_loop(data, steps: int, size: str = "tiny") -> float:
     """Tokens/s of a bare loop over the same model, optimizer, schedule and sampler."""
-    lm = make_module(data, steps)
+    lm = make_module(data, steps, size=size)
     model = lm.model
     optim_cfg = lm.configure_optimizers()
     optimizer, scheduler = optim_cfg["optimizer"], optim_cfg["lr_scheduler"]["scheduler"]
@@ -70,8 +100,11 @@ class _SteadyStateTimer(L.Callback):
         self.seconds = time.perf_counter() - self.start
 
 
-def fit_tokens_per_second(data, steps: int, mixer_name: str = "uniform", **mixer_options) -> float:
-    """Tokens/s of the LightningModule with the given mixer under a Lightning Trainer."""
+def fit_tokens_per_second(
+    data, steps: int, mixer_name: str = "uniform", size: str = "tiny", **mixer_options
+) -> float:
+    """Tokens/s of the LightningModule with the given mixer under a Lightning Trainer with the
+    callbacks experiments/train.py gives it."""
     timer = _SteadyStateTimer()
     with tempfile.TemporaryDirectory() as log_dir:
         trainer = L.Trainer(
@@ -79,17 +112,50 @@ def fit_tokens_per_second(data, steps: int, mixer_name: str = "uniform", **mixer
             devices=1,
             max_steps=steps,
             logger=CSVLogger(log_dir, name="", version=""),
-            callbacks=[timer],
+            callbacks=[
+                timer,
+                SaveOnSignal(Path(log_dir) / "last.ckpt"),
+                ModelCheckpoint(dirpath=log_dir, every_n_train_steps=10**9, save_top_k=0),
+                ProgressBar(),
+            ],
             gradient_clip_val=1.0,
             log_every_n_steps=10,
             limit_val_batches=0,
             num_sanity_val_steps=0,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
             enable_model_summary=False,
         )
-        trainer.fit(make_module(data, steps, mixer_name, **mixer_options))
+        trainer.fit(make_module(data, steps, mixer_name, size, **mixer_options))
     return (steps - WARMUP) * BATCH * CONTEXT / timer.seconds
+
+
+def redraw_ms(redraws: int = 500) -> float:
+    """Milliseconds of one redraw of the progress bar's columns in a terminal (rich renders to a
+    terminal from a thread, `refresh_rate` times a second, while training runs; to a file or a
+    pipe, as in the timings above, it does not redraw at all)."""
+    console = Console(file=open(os.devnull, "w"), force_terminal=True, width=120)  # noqa: SIM115
+    theme = RichProgressBarTheme()
+    columns = [
+        TextColumn("[progress.description]{task.description}"),
+        CustomBarColumn(),
+        BatchesProcessedColumn(style=theme.batch_progress),
+        CustomTimeColumn(style=theme.time),
+        ProcessingSpeedColumn(style=theme.processing_speed),
+        TextColumn("train/loss: 3.210 v_num: 0"),
+    ]
+    bar = CustomProgress(*columns, auto_refresh=False, console=console, redirect_stdout=False)
+    with bar:
+        task = bar.add_task("Epoch 0", total=redraws)
+        start = time.perf_counter()
+        for i in range(redraws):
+            bar.update(task, completed=i)
+            bar.refresh()
+        seconds = time.perf_counter() - start
+    console.file.close()
+    return 1000 * seconds / redraws
+
+
+def ms_per_step(tokens_per_s: float) -> float:
+    return 1000 * BATCH * CONTEXT / tokens_per_s
 
 
 def main() -> None:
@@ -99,42 +165,67 @@ def main() -> None:
     args = parser.parse_args()
 
     data = generate(SyntheticDataConfig(sequences_per_domain=128), seq_len=CONTEXT)
-    flops_per_token = make_module(data, args.steps).model.flops_per_token()
-    samples = interleaved(
-        {
-            "plain": lambda: plain_loop(data, args.steps),
-            "harness": lambda: fit_tokens_per_second(data, args.steps),
-        },
-        args.repeats,
-    )
     peak = peak_matmul_flops()
-    plain, ours = median(samples["plain"]), median(samples["harness"])
-    rows = [
-        [name, median(values), median(values) * flops_per_token / peak]
-        for name, values in samples.items()
-    ]
-    print_table("Training throughput (median)", ["loop", "tokens/s", "MFU vs matmul peak"], rows)
-    print(f"harness / plain = {ours / plain:.3f}  (target >= 0.95)")
-    path = write_results(
-        "throughput",
-        {
-            "settings": {
-                "model": "tiny",
-                "batch": BATCH,
-                "context": CONTEXT,
-                "steps": args.steps,
-                "warmup_steps": WARMUP,
-                "repeats": args.repeats,
+    sizes, rows = {}, []
+    for size, (_, more) in SIZES.items():
+        steps = args.steps * more
+        samples = interleaved(
+            {
+                "plain": lambda steps=steps, size=size: plain_loop(data, steps, size),
+                "harness": lambda steps=steps, size=size: fit_tokens_per_second(
+                    data, steps, size=size
+                ),
             },
+            args.repeats,
+        )
+        flops_per_token = make_module(data, steps, size=size).model.flops_per_token()
+        plain, ours = median(samples["plain"]), median(samples["harness"])
+        sizes[size] = {
+            "model": SIZES[size][0],
+            "steps": steps,
             "flops_per_token": flops_per_token,
-            "matmul_peak_flops": peak,
             "tokens_per_s": samples,
             "median_tokens_per_s": {"plain": plain, "harness": ours},
+            "ms_per_step": {"plain": ms_per_step(plain), "harness": ms_per_step(ours)},
+            "fixed_cost_ms_per_step": ms_per_step(ours) - ms_per_step(plain),
             "harness_over_plain": ours / plain,
             "mfu": {
                 "plain": plain * flops_per_token / peak,
                 "harness": ours * flops_per_token / peak,
             },
+        }
+        rows += [
+            [size, name, median(values), ms_per_step(median(values))]
+            for name, values in samples.items()
+        ]
+    print_table("Training throughput (median)", ["model", "loop", "tokens/s", "ms/step"], rows)
+    tiny, near_zero = sizes["tiny"], sizes["near_zero"]
+    redraw = redraw_ms()
+    print(f"harness / plain at tiny = {tiny['harness_over_plain']:.3f}  (target >= 0.97)")
+    print(
+        f"progress bar: one redraw {redraw:.2f} ms, {redraw * REDRAWS_PER_SECOND / 10:.1f} % of a "
+        f"core at {REDRAWS_PER_SECOND}/s ({redraw * 100 / 10:.1f} % at Lightning's default 100/s)"
+    )
+    print(
+        f"fixed cost at near-zero = {near_zero['fixed_cost_ms_per_step']:.2f} ms/step  "
+        "(target <= 1)"
+    )
+    path = write_results(
+        "throughput",
+        {
+            "settings": {
+                "batch": BATCH,
+                "context": CONTEXT,
+                "warmup_steps": WARMUP,
+                "repeats": args.repeats,
+            },
+            "matmul_peak_flops": peak,
+            "sizes": sizes,
+            "progress_bar_redraw_ms": redraw,
+            "redraws_per_second": REDRAWS_PER_SECOND,
+            # The headline figures (README, benchmarks.summary).
+            "harness_over_plain": tiny["harness_over_plain"],
+            "fixed_cost_ms_per_step": near_zero["fixed_cost_ms_per_step"],
         },
     )
     print(f"written: {path}")

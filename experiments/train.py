@@ -20,7 +20,7 @@ import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_only
@@ -39,6 +39,7 @@ from experiments.config import (
     register_configs,
 )
 from experiments.preemption import SaveOnSignal
+from experiments.progress import ProgressBar
 from experiments.quiet import quiet_lightning
 from experiments.reference import load_reference, reference_record
 from experiments.results import (
@@ -248,7 +249,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                     # Always last.ckpt (not last-v1.ckpt beside a copied-in last.ckpt).
                     enable_version_counter=False,
                 ),
-                RichProgressBar(),
+                ProgressBar(),
             ],
             gradient_clip_val=cfg.train.grad_clip,
             log_every_n_steps=cfg.train.log_every,

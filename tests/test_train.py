@@ -95,9 +95,17 @@ def test_a_failing_run_records_the_error(tmp_path):
     assert "target_domains" in results["error"]["message"]
 
 
-def test_resumed_run_matches_the_uninterrupted_one(tmp_path):
-    """A run continued from a mid-run checkpoint ends exactly where the uninterrupted run does."""
-    overrides = (*FAST, "train.checkpoint_every=20", "mixer.weights=natural", "seed=3")
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_resumed_run_matches_the_uninterrupted_one(tmp_path, precision):
+    """A run continued from a mid-run checkpoint ends exactly where the uninterrupted run does,
+    in full precision and under bf16 autocast on the CPU (`trainer.precision=bf16-mixed`)."""
+    overrides = (
+        *FAST,
+        "train.checkpoint_every=20",
+        "mixer.weights=natural",
+        "seed=3",
+        f"trainer.precision={precision}",
+    )
     full = train(compose_config(*overrides), tmp_path / "full")
 
     # The full run saved at step 20 and, completed, its final state at 32 (last.ckpt; the
@@ -241,3 +249,27 @@ def test_relabel_labels_records_written_before_runs_labelled_themselves(tmp_path
     assert read_results(tmp_path / "old")["mixer_label"] == "dga[beta=0.5]"
     assert read_results(tmp_path / "labelled")["mixer_label"] == "kept"
     assert read_results(tmp_path / "running")["mixer_label"] is None  # its run writes its own
+
+
+def test_training_metrics_are_logged_and_read_only_on_logging_steps(tmp_path, monkeypatch):
+    """The loggers write train/* every `train.log_every` steps, as before, and the progress bar
+    reads the metrics (`.item()` on each: a host sync on a GPU) only on those steps."""
+    from experiments import progress
+
+    reads = []
+    original = progress.RichProgressBar._update_metrics
+
+    def counted(self, trainer, pl_module):
+        if trainer.training:
+            reads.append(trainer.global_step)
+        original(self, trainer, pl_module)
+
+    monkeypatch.setattr(progress.RichProgressBar, "_update_metrics", counted)
+    record = train(compose_config(*FAST, "train.log_every=8"), tmp_path)
+    assert record["steps"] == 32
+    with open(tmp_path / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["train/loss"]]
+    # Lightning's `step` column is the step count after the step: 8, 16, 24, 32 minus one.
+    assert [int(r["step"]) for r in rows] == [7, 15, 23, 31]
+    assert all(float(r["train/tokens"]) > 0 and float(r["train/lr"]) > 0 for r in rows)
+    assert set(reads) == {8, 16, 24, 32}  # (and once more at the end of the epoch)
