@@ -1,5 +1,7 @@
 """Speed of data preparation on the demo corpus: embedding (chunks/s), k-means (flat k = 16 and
-64, two-level 16 x 64) and tokenization (MB/s), each on the real pipeline functions.
+64, two-level 16 x 64) and tokenization (MB/s), each on the real pipeline functions; and how
+closely the domains of the cheap embedding options agree with MiniLM's (adjusted Rand index of
+the k = 16 clusterings of the whole corpus: 1 = the same partition, 0 = chance).
 
     python -m benchmarks.prepare [--embed-chunks 512] [--repeats 3]
 
@@ -15,10 +17,12 @@ import os
 import time
 from pathlib import Path
 
+from sklearn.metrics import adjusted_rand_score
+
 from benchmarks.common import interleaved, median, print_table, write_results
 from domains.chunking import chunk_text
 from domains.cluster import fit_clustering
-from domains.embed import Embedder, EmbeddingConfig
+from domains.embed import HASHED, Embedder, EmbeddingConfig
 from domains.sources import read_documents
 from domains.text import TextDataConfig
 from domains.tokenizer import encode, train_tokenizer
@@ -54,23 +58,24 @@ def main() -> None:
     megabytes = sum(len(t.encode()) for t in texts) / 1e6
     rows, results = [], {"corpus": {"chunks": len(texts), "megabytes": megabytes}}
 
-    # Embedding: the default (whole 128-token chunk) against the demo preset (first 64 wordpieces).
+    # Embedding: the default (whole 128-token chunk), the demo preset (first 64 wordpieces) and
+    # hashed word n-grams (no model).
     sample = texts[: args.embed_chunks]
-    embedders = {n: Embedder(EmbeddingConfig(max_tokens=n), cache_dir) for n in (128, 64)}
+    embedders = {
+        f"max_tokens={n}": Embedder(EmbeddingConfig(max_tokens=n), cache_dir) for n in (128, 64)
+    }
+    embedders[HASHED] = Embedder(EmbeddingConfig(model=HASHED), cache_dir)
     for embedder in embedders.values():
         embedder.encode(sample[:64])  # load the model and warm up
     seconds = interleaved(
-        {
-            f"max_tokens={n}": (lambda e=e: timed(lambda: e.encode(sample)))
-            for n, e in embedders.items()
-        },
+        {name: (lambda e=e: timed(lambda: e.encode(sample))) for name, e in embedders.items()},
         args.repeats,
     )
     results["embedding_chunks_per_s"] = {n: len(sample) / median(s) for n, s in seconds.items()}
     rows += [[f"embed ({n})", "chunks/s", len(sample) / median(s)] for n, s in seconds.items()]
 
     # k-means on the whole corpus's embeddings (as the demo preset embeds them).
-    embeddings = embedders[64].encode_cached(texts)
+    embeddings = embedders["max_tokens=64"].encode_cached(texts)
     clusterings = {
         "k=16": dict(num_domains=16),
         "k=64": dict(num_domains=64),
@@ -86,6 +91,24 @@ def main() -> None:
         )
         rows.append([f"k-means {name}", "s", kmeans[name]])
     results["kmeans_seconds"] = kmeans
+
+    # Agreement of the k = 16 domains with those of MiniLM on whole chunks.
+    domains = {
+        name: fit_clustering(embedder.encode_cached(texts), 16, seed=0).assign(
+            embedder.encode_cached(texts)
+        )
+        for name, embedder in embedders.items()
+    }
+    reference = domains["max_tokens=128"]
+    results["agreement_with_minilm_ari"] = {
+        name: adjusted_rand_score(reference, found)
+        for name, found in domains.items()
+        if name != "max_tokens=128"
+    }
+    rows += [
+        [f"agreement ({name})", "ARI vs MiniLM", ari]
+        for name, ari in results["agreement_with_minilm_ari"].items()
+    ]
 
     # Tokenizer: BPE training and encoding of the whole generic pool.
     train_s = median([timed(lambda: train_tokenizer(texts, 4096)) for _ in range(args.repeats)])

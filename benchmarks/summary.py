@@ -67,7 +67,9 @@ def main() -> None:
         print("| stage | median |")
         print("|---|---:|")
         for name, rate in prepare["embedding_chunks_per_s"].items():
-            print(f"| embedding, {name} | {rate:.1f} chunks/s |")
+            print(f"| embedding, {name} | {rate:,.1f} chunks/s |")
+        for name, ari in prepare.get("agreement_with_minilm_ari", {}).items():
+            print(f"| k = 16 domains of {name} vs MiniLM (whole chunks) | ARI {ari:.3f} |")
         for name, seconds in prepare["kmeans_seconds"].items():
             print(f"| k-means {name} | {seconds:.2f} s |")
         t = prepare["tokenizer"]

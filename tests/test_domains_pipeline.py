@@ -408,3 +408,23 @@ def test_prepare_prints_what_each_domain_holds(setup, prepared):
         assert domain["name"] in out
     assert all(topic in out for topic in SENTENCES)  # the clusters' top origins
     assert f"artifacts: {prepared}" in out
+
+
+def test_hashed_ngram_embeddings_are_fixed_and_cluster_the_topics(setup, tmp_path):
+    """`data.embedding.model=hashed-ngrams`: no model, the same vectors from any embedder (so
+    specialist text assigned later lands in the same space), texts sharing words closer than
+    texts that share none, and a preparation whose domains follow the corpus's topics."""
+    from domains.embed import Embedder, EmbeddingConfig
+
+    config = EmbeddingConfig(model="hashed-ngrams")
+    texts = [*SENTENCES["football"][:2], SENTENCES["code"][0]]
+    first = Embedder(config, tmp_path).encode(texts)
+    assert np.array_equal(first, Embedder(config, tmp_path / "other").encode(texts))
+    assert first.shape == (3, 256) and np.allclose(np.linalg.norm(first, axis=1), 1)
+    football = first[0] @ first[1]  # "...the second half" / "...in extra time": share "the", "in"
+    assert football > first[0] @ first[2] + 0.1
+
+    cfg = data_config(setup["corpus"], setup["cache"], "data.embedding.model=hashed-ngrams")
+    folder = prepare(cfg, SEQ_LEN, setup["cache"])
+    origins = [d["top_origins"][0][0] for d in read_manifest(folder)["domains"]]
+    assert len(set(origins)) >= 3  # the 4 domains are not one topic split four ways
