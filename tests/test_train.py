@@ -273,3 +273,9 @@ def test_training_metrics_are_logged_and_read_only_on_logging_steps(tmp_path, mo
     assert [int(r["step"]) for r in rows] == [7, 15, 23, 31]
     assert all(float(r["train/tokens"]) > 0 and float(r["train/lr"]) > 0 for r in rows)
     assert set(reads) == {8, 16, 24, 32}  # (and once more at the end of the epoch)
+
+
+def test_the_progress_bar_says_training_not_an_epoch_count(tmp_path, capsys):
+    train(compose_config(*FAST), tmp_path)
+    shown = capsys.readouterr().out
+    assert "Training" in shown and "Epoch" not in shown
