@@ -39,6 +39,12 @@ def main() -> None:
             f"0.97); fixed cost per step at the near-zero model = "
             f"**{throughput['fixed_cost_ms_per_step']:.2f} ms** (target <= 1)\n"
         )
+        if options := throughput.get("options_at_tiny"):
+            print("| option (tiny, harness) | tokens/s (median) | speed-up over fp32 |")
+            print("|---|---:|---:|")
+            for name, tokens in options["median_tokens_per_s"].items():
+                print(f"| {name} | {tokens:,.0f} | {options['speedup'][name]:.2f}x |")
+            print()
         redraw, rate = throughput["progress_bar_redraw_ms"], throughput["redraws_per_second"]
         print(
             f"Progress bar in a terminal: one redraw takes {redraw:.2f} ms, {redraw * rate / 10:.1f} % "

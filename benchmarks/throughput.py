@@ -60,11 +60,18 @@ warnings.filterwarnings("ignore", ".*does not have many workers.*")
 
 
 def make_module(
-    data, steps: int, mixer_name: str = "uniform", size: str = "tiny", **mixer_options
+    data,
+    steps: int,
+    mixer_name: str = "uniform",
+    size: str = "tiny",
+    compile: bool = False,
+    **mixer_options,
 ) -> MixtureLM:
     torch.manual_seed(0)
     model_cfg = GPTConfig(vocab_size=data.vocab_size, context_length=CONTEXT, **SIZES[size][0])
-    train_cfg = TrainConfig(batch_size=BATCH, eval_every=10**9, checkpoint_every=10**9)
+    train_cfg = TrainConfig(
+        batch_size=BATCH, eval_every=10**9, checkpoint_every=10**9, compile=compile
+    )
     mixer = build_mixer(MIXERS[mixer_name][1](**mixer_options), data.mixer_view())
     return MixtureLM(model_cfg, train_cfg, data, mixer, 0, steps)
 
@@ -101,10 +108,16 @@ class _SteadyStateTimer(L.Callback):
 
 
 def fit_tokens_per_second(
-    data, steps: int, mixer_name: str = "uniform", size: str = "tiny", **mixer_options
+    data,
+    steps: int,
+    mixer_name: str = "uniform",
+    size: str = "tiny",
+    precision: str = "32-true",
+    compile: bool = False,
+    **mixer_options,
 ) -> float:
     """Tokens/s of the LightningModule with the given mixer under a Lightning Trainer with the
-    callbacks experiments/train.py gives it."""
+    callbacks experiments/train.py gives it (steady state: a compilation happens before)."""
     timer = _SteadyStateTimer()
     with tempfile.TemporaryDirectory() as log_dir:
         trainer = L.Trainer(
@@ -119,12 +132,13 @@ def fit_tokens_per_second(
                 ProgressBar(),
             ],
             gradient_clip_val=1.0,
+            precision=precision,
             log_every_n_steps=10,
             limit_val_batches=0,
             num_sanity_val_steps=0,
             enable_model_summary=False,
         )
-        trainer.fit(make_module(data, steps, mixer_name, size, **mixer_options))
+        trainer.fit(make_module(data, steps, mixer_name, size, compile, **mixer_options))
     return (steps - WARMUP) * BATCH * CONTEXT / timer.seconds
 
 
@@ -198,7 +212,26 @@ def main() -> None:
             [size, name, median(values), ms_per_step(median(values))]
             for name, values in samples.items()
         ]
+    # The speed options, at tiny: torch.compile of the training step's model, bf16 autocast.
+    options = interleaved(
+        {
+            "fp32": lambda: fit_tokens_per_second(data, args.steps),
+            "train.compile=true": lambda: fit_tokens_per_second(data, args.steps, compile=True),
+            "trainer.precision=bf16-mixed": lambda: fit_tokens_per_second(
+                data, args.steps, precision="bf16-mixed"
+            ),
+        },
+        args.repeats,
+    )
+    speedups = {name: median(v) / median(options["fp32"]) for name, v in options.items()}
+    rows += [
+        ["tiny", f"harness, {name}", median(v), ms_per_step(median(v))]
+        for name, v in options.items()
+        if name != "fp32"
+    ]
     print_table("Training throughput (median)", ["model", "loop", "tokens/s", "ms/step"], rows)
+    for name, speedup in speedups.items():
+        print(f"{name}: {speedup:.2f}x the fp32 harness")
     tiny, near_zero = sizes["tiny"], sizes["near_zero"]
     redraw = redraw_ms()
     print(f"harness / plain at tiny = {tiny['harness_over_plain']:.3f}  (target >= 0.97)")
@@ -221,6 +254,11 @@ def main() -> None:
             },
             "matmul_peak_flops": peak,
             "sizes": sizes,
+            "options_at_tiny": {
+                "tokens_per_s": options,
+                "median_tokens_per_s": {name: median(v) for name, v in options.items()},
+                "speedup": speedups,
+            },
             "progress_bar_redraw_ms": redraw,
             "redraws_per_second": REDRAWS_PER_SECOND,
             # The headline figures (README, benchmarks.summary).

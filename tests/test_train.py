@@ -95,16 +95,25 @@ def test_a_failing_run_records_the_error(tmp_path):
     assert "target_domains" in results["error"]["message"]
 
 
-@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
-def test_resumed_run_matches_the_uninterrupted_one(tmp_path, precision):
-    """A run continued from a mid-run checkpoint ends exactly where the uninterrupted run does,
-    in full precision and under bf16 autocast on the CPU (`trainer.precision=bf16-mixed`)."""
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["trainer.precision=32-true"],
+        ["trainer.precision=bf16-mixed"],
+        ["train.compile=true", "model.n_layer=1"],
+    ],
+    ids=["fp32", "bf16-mixed", "compiled"],
+)
+def test_resumed_run_matches_the_uninterrupted_one(tmp_path, options):
+    """A run continued from a mid-run checkpoint ends exactly where the uninterrupted run does:
+    in full precision, under bf16 autocast on the CPU (`trainer.precision=bf16-mixed`), and with
+    the model compiled for the training step (`train.compile=true`; one layer: less to compile)."""
     overrides = (
         *FAST,
         "train.checkpoint_every=20",
         "mixer.weights=natural",
         "seed=3",
-        f"trainer.precision={precision}",
+        *options,
     )
     full = train(compose_config(*overrides), tmp_path / "full")
 
