@@ -388,7 +388,9 @@ def targets_section(runs: pd.DataFrame) -> list[str]:
                 "targets": str(len(intervals)),
                 "mean gain vs uniform over targets [95% CI]": _interval_text(
                     paired_interval(mine["gain"].to_numpy())
-                ).replace("seeds", "targets"),
+                )
+                .replace("seed(s)", "target(s)")
+                .replace("seeds", "targets"),
                 "vs uniform: wins / ties / losses": _tally(intervals),
                 "vs importance: wins / ties / losses": _tally(against_importance)
                 if against_importance

@@ -39,6 +39,21 @@ RUN_COLUMNS = [
     "max_domain_epochs",
 ]
 WEIGHT_COLUMNS = ["final_weights", "time_averaged_weights"]
+# Config columns that name a run's specialist set. A summary keeps them even when every completed
+# run shares one target (a sweep summarised target by target must still say which), and they
+# are part of a run's identity when summaries are merged.
+TARGET_PREFIXES = ("config.data.specialist.where.", "config.data.specialist.subject")
+
+
+def identity_columns(runs: pd.DataFrame) -> list[str]:
+    """What tells two runs' settings apart: the setting columns, then the target columns."""
+    keys = setting_columns(runs)
+    targets = sorted(
+        c
+        for c in runs.columns
+        if c.startswith(TARGET_PREFIXES) and c not in keys and runs[c].notna().any()
+    )
+    return [*keys, *targets]
 
 
 def weight_oscillation(run_dir: str | None) -> float:
@@ -56,7 +71,7 @@ def weight_oscillation(run_dir: str | None) -> float:
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per run: its setting columns, then `RUN_COLUMNS`, any task scores (`mmlu/acc`...),
     the weights' oscillation, then the weights as JSON."""
-    keys = setting_columns(runs)
+    keys = identity_columns(runs)
     table = runs[keys + RUN_COLUMNS + task_columns(runs)].copy()
     table["weight_oscillation"] = [weight_oscillation(d) for d in runs["run_dir"]]
     for column in WEIGHT_COLUMNS:
@@ -72,7 +87,8 @@ def merge(previous: pd.DataFrame, summary: pd.DataFrame, keys: list[str]) -> pd.
     it does not hold, a run being its setting, mixer variant and seed: a sweep re-run in parts
     (one mixer now, another later, or after its run directories are gone) adds to what was
     committed instead of replacing it, and a run summarised again replaces its older row."""
-    run_keys = [*keys, "mixer_label", "seed"]
+    # Keys the earlier summary has too (one written before a column was summarised lacks it).
+    run_keys = [*(k for k in keys if k in previous), "mixer_label", "seed"]
 
     def run_ids(table: pd.DataFrame) -> pd.Series:
         columns = table.reindex(columns=run_keys).astype(object)
@@ -133,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     runs = load_runs(args.dirs)
-    keys = setting_columns(runs)
+    keys = identity_columns(runs)
     summary = summarize(runs)
     if args.merge and args.out.exists():
         summary = merge(pd.read_csv(args.out), summary, keys)

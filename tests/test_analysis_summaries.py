@@ -80,3 +80,25 @@ def test_merge_adds_a_partial_sweep_to_the_committed_summary(sweep, tmp_path):
     # Without --merge the file holds the later part alone.
     assert main([str(later), "--out", str(out)]) == 0
     assert len(pd.read_csv(out)) == 2
+
+
+def test_a_target_is_named_and_kept_apart_when_sweeps_are_merged(tmp_path):
+    """Two specialist targets summarised one after the other: each summary names its target
+    (though every run in it shares it), and merging keeps both targets' runs of the same mixer
+    and seed."""
+
+    def sweep(root, topic):
+        for mixer in ("uniform", "dga"):
+            run = write_run(root, mixer, mixer=mixer, seed=0, target=3.0)
+            record = json.loads((run / "results.json").read_text())
+            record["config"]["data"]["specialist"] = {"where": {"part": "bbc", "topic": topic}}
+            (run / "results.json").write_text(json.dumps(record))
+        return root
+
+    out = tmp_path / "targets.csv"
+    assert main([str(sweep(tmp_path / "a", "sports")), "--out", str(out), "--merge"]) == 0
+    assert set(pd.read_csv(out)["config.data.specialist.where.topic"]) == {"sports"}
+    assert main([str(sweep(tmp_path / "b", "tech")), "--out", str(out), "--merge"]) == 0
+    merged = pd.read_csv(out)
+    assert len(merged) == 4
+    assert sorted(merged["config.data.specialist.where.topic"]) == ["sports"] * 2 + ["tech"] * 2
