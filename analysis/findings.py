@@ -232,7 +232,7 @@ def variant_table(runs: pd.DataFrame, claim: Claim) -> pd.DataFrame:
             "mixer": label,
             "seeds": str(len(group)),
             f"{claim.metric} (mean ± sd)": f"{group[claim.metric].mean():.4f} ± "
-            f"{group[claim.metric].std(ddof=1):.4f}",
+            + ("–" if len(group) < 2 else f"{group[claim.metric].std(ddof=1):.4f}"),
         }
         if claim.metric != "target_loss":
             row["target_loss (mean)"] = f"{group['target_loss'].mean():.4f}"
