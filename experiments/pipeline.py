@@ -45,7 +45,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from domains.loading import load_data
 from experiments.config import CONF_DIR, check_config, register_configs
-from experiments.results import RESULTS_FILE, read_results, write_json_atomic
+from experiments.results import RESULTS_FILE, read_record, write_json_atomic
 from mixers.regmix import (
     RegMixConfig,
     fit_regressor,
@@ -144,7 +144,7 @@ class Stages:
 def _status(run_dir: Path) -> str:
     if not (run_dir / RESULTS_FILE).is_file():
         return "missing"
-    return read_results(run_dir)["status"]
+    return read_record(run_dir).status
 
 
 def check_pipeline(cfg: DictConfig, task_overrides: Sequence[str]) -> None:
@@ -194,14 +194,14 @@ def _proxy_tokens(cfg: DictConfig) -> list[str]:
 
 def _run_summary(run_dir: Path) -> dict:
     """A completed stage run's headline numbers."""
-    record = read_results(run_dir)
+    record = read_record(run_dir)
     return {
         "run_dir": str(run_dir),
-        "mixer_label": record.get("mixer_label") or record["mixer"],
-        "target_loss": record["metrics_final"][TARGET_LOSS],
-        "train_flops": record["train_flops"],
-        "mixer_flops": record["mixer_flops"],
-        "upstream_flops": record.get("upstream_flops", 0),
+        "mixer_label": record.mixer_label or record.mixer,
+        "target_loss": record.metrics_final[TARGET_LOSS],
+        "train_flops": record.train_flops,
+        "mixer_flops": record.mixer_flops,
+        "upstream_flops": record.upstream_flops,
     }
 
 
@@ -279,11 +279,11 @@ def regmix(cfg: DictConfig, stages: Stages) -> dict:
         sweep=("mixer.path", files),
     )
 
-    records = [read_results(run_dir) for run_dir in swarm_dirs]
+    records = [read_record(run_dir) for run_dir in swarm_dirs]
     # The mixtures as trained (the static mixer renormalises the grid-rounded ones).
-    trained = np.array([[r["final_mixture"][name] for name in names] for r in records])
-    losses = np.array([r["metrics_final"][TARGET_LOSS] for r in records])
-    swarm_flops = int(sum(r["train_flops"] + r["mixer_flops"] for r in records))
+    trained = np.array([[r.final_mixture[name] for name in names] for r in records])
+    losses = np.array([r.metrics_final[TARGET_LOSS] for r in records])
+    swarm_flops = int(sum(r.train_flops + r.mixer_flops for r in records))
     rho, heldout = heldout_spearman(trained, losses, options, cfg.seed)
     predict = fit_regressor(trained, losses, options, cfg.seed)
     proposal = propose(predict, prior, options, np.random.default_rng(cfg.seed))
@@ -301,7 +301,7 @@ def regmix(cfg: DictConfig, stages: Stages) -> dict:
         "proposal": dict(zip(names, proposal.tolist(), strict=True)),
         "predicted_loss": float(predict(proposal[None])[0]),
         "oracle": {"swarm_run": str(swarm_dirs[best]), "swarm_loss": float(losses[best])},
-        "oracle_mixture": records[best]["final_mixture"],
+        "oracle_mixture": records[best].final_mixture,
     }
     log.info("RegMix: %d swarm runs, held-out Spearman rho %.3f", len(records), rho)
     _write_summary(cfg, stages.root, summary)  # before the final runs: rho is known now
