@@ -378,17 +378,20 @@ def test_bad_input_errors_clearly_and_keeps_existing_artifacts(setup, prepared, 
     assert not [p for p in (setup["cache"] / "domains").iterdir() if p.name.endswith(".tmp")]
 
 
+# A short training run on the prepared domains: a 2-layer model, 8 steps.
+SHORT_TRAINING = (
+    "model.n_layer=2",
+    "model.d_model=64",
+    "train.tokens=2048",
+    "train.batch_size=8",
+    "train.eval_every=4",
+    "train.eval_sequences_per_domain=4",
+    "logger=csv",
+)
+
+
 def test_training_runs_on_prepared_domains(setup, prepared, tmp_path):
-    cfg = compose_config(
-        *overrides(setup["corpus"], setup["cache"]),
-        "model.n_layer=2",
-        "model.d_model=64",
-        "train.tokens=2048",
-        "train.batch_size=8",
-        "train.eval_every=4",
-        "train.eval_sequences_per_domain=4",
-        "logger=csv",
-    )
+    cfg = compose_config(*overrides(setup["corpus"], setup["cache"]), *SHORT_TRAINING)
     record = train(cfg, tmp_path)
     assert record["status"] == "completed"
     assert record["data"]["artifacts"] == str(prepared)

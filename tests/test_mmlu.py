@@ -21,7 +21,7 @@ from experiments.config import check_config
 from experiments.train import train
 from models.scoring import score
 from tests.conftest import compose_config
-from tests.test_domains_pipeline import SEQ_LEN, write_corpus
+from tests.test_domains_pipeline import SEQ_LEN, SHORT_TRAINING, write_corpus
 
 SUBJECT = "anatomy"
 
@@ -134,16 +134,7 @@ def mmlu_overrides(corpus, cache) -> list[str]:
 def test_a_run_on_an_mmlu_subject_records_the_task_scores(tmp_path):
     corpus, cache = tmp_path / "corpus.jsonl", tmp_path / "cache"
     write_corpus(corpus)
-    cfg = compose_config(
-        *mmlu_overrides(corpus, cache),
-        "model.n_layer=2",
-        "model.d_model=64",
-        "train.tokens=2048",
-        "train.batch_size=8",
-        "train.eval_every=4",
-        "train.eval_sequences_per_domain=4",
-        "logger=csv",
-    )
+    cfg = compose_config(*mmlu_overrides(corpus, cache), *SHORT_TRAINING)
     record = train(cfg, tmp_path / "run")
     assert record["status"] == "completed"
     folder = prepare(OmegaConf.to_object(cfg.data), SEQ_LEN, cache)
