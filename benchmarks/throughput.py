@@ -146,7 +146,6 @@ def redraw_ms(redraws: int = 500) -> float:
     """Milliseconds of one redraw of the progress bar's columns in a terminal (rich renders to a
     terminal from a thread, `refresh_rate` times a second, while training runs; to a file or a
     pipe, as in the timings above, it does not redraw at all)."""
-    console = Console(file=open(os.devnull, "w"), force_terminal=True, width=120)  # noqa: SIM115
     theme = RichProgressBarTheme()
     columns = [
         TextColumn("[progress.description]{task.description}"),
@@ -156,15 +155,16 @@ def redraw_ms(redraws: int = 500) -> float:
         ProcessingSpeedColumn(style=theme.processing_speed),
         TextColumn("train/loss: 3.210 v_num: 0"),
     ]
-    bar = CustomProgress(*columns, auto_refresh=False, console=console, redirect_stdout=False)
-    with bar:
-        task = bar.add_task("Epoch 0", total=redraws)
-        start = time.perf_counter()
-        for i in range(redraws):
-            bar.update(task, completed=i)
-            bar.refresh()
-        seconds = time.perf_counter() - start
-    console.file.close()
+    with open(os.devnull, "w") as sink:
+        console = Console(file=sink, force_terminal=True, width=120)
+        bar = CustomProgress(*columns, auto_refresh=False, console=console, redirect_stdout=False)
+        with bar:
+            task = bar.add_task("Training", total=redraws)
+            start = time.perf_counter()
+            for i in range(redraws):
+                bar.update(task, completed=i)
+                bar.refresh()
+            seconds = time.perf_counter() - start
     return 1000 * seconds / redraws
 
 
