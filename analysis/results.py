@@ -39,6 +39,9 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 TARGET_LOSS = "val/target_loss"
 GENERIC_LOSS = "val/generic_loss"
 DOMAIN_LOSS = "val/domain/"  # + domain name: held-out loss on one generic domain
+# + coarse cluster name: held-out loss on a coarse cluster's domains (runs over more domains than
+# are evaluated one by one: models/lm.py, EvalGroups)
+COARSE_LOSS = "val/coarse/"
 # The variant every other mixer is measured against.
 BASELINE = "uniform"
 # Scores of a multiple-choice task scored beside the specialist loss (MMLU subjects: see
@@ -108,12 +111,14 @@ def task_columns(runs: pd.DataFrame) -> list[str]:
 
 
 def worst_domain(metrics: dict | None) -> tuple[str | None, float]:
-    """The generic domain with the highest held-out loss (`val/domain/<name>`) and that loss;
-    (None, NaN) when the metrics hold no per-domain loss."""
+    """The generic domain (or coarse cluster, for runs evaluated per cluster) with the highest
+    held-out loss (`val/domain/<name>`, `val/coarse/<name>`) and that loss; (None, NaN) when the
+    metrics hold neither."""
     losses = {
-        key.removeprefix(DOMAIN_LOSS): float(value)
+        key.removeprefix(prefix): float(value)
         for key, value in (metrics or {}).items()
-        if key.startswith(DOMAIN_LOSS) and value is not None
+        for prefix in (DOMAIN_LOSS, COARSE_LOSS)
+        if key.startswith(prefix) and value is not None
     }
     if not losses:
         return None, math.nan

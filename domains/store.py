@@ -1,11 +1,14 @@
 """Prepared text domains on disk, and loading them back as a `DomainData`.
 
 An artifact folder holds:
-- `shards/<domain>.train.bin`, `shards/<domain>.heldout.bin`, `shards/specialist.train.bin`,
+- `shards/generic.train.bin`, `shards/generic.heldout.bin`, `shards/specialist.train.bin`,
   `shards/specialist.eval.bin`: flat uint16 (uint32 for vocabularies over 65,536) token arrays,
-  read as memmaps in `TokenSequences`' layout (sequence j = tokens[j*L : j*L+L+1]). Each chunk's
-  tokens are followed by EOS: chunks of one document may land in different domains, so within a
-  shard every chunk is a text of its own.
+  read as memmaps. A generic shard holds every domain's section one after another (the
+  manifest's `train_start`/`train_tokens` and `heldout_start`/`heldout_tokens` per domain): one
+  file per split however many domains there are (the paper's 262,144 would otherwise be half a
+  million files). A section is read in `TokenSequences`' layout (sequence j = tokens[j*L :
+  j*L+L+1]). Each chunk's tokens are followed by EOS: chunks of one document may land in
+  different domains, so within a section every chunk is a text of its own.
 - `chunks.parquet`, the index: one row per chunk with its document id, domain (-1 for the
   specialist set), split, and where its tokens start in its shard and how many there are.
 - `specialist_train_domain.npy`: the nearest domain of every specialist `train` sequence.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -34,40 +38,47 @@ CLUSTERING_FILE = "clustering.npz"
 TARGET_DOMAIN_FILE = "specialist_train_domain.npy"
 TASK_FILE = "task.npz"
 SHARD_DIR = "shards"
+GENERIC_SHARDS = {"train": "generic.train", "heldout": "generic.heldout"}
 SPECIALIST_SHARDS = {"train": "specialist.train", "eval": "specialist.eval"}
 
 
 class ShardWriter:
-    """Writes shards of packed chunks into an artifact folder and collects the index rows."""
+    """Appends sections of packed chunks to the shards of an artifact folder and collects the
+    index rows; `close` seals the shards (their manifest entries) and writes the index."""
 
     def __init__(self, folder: Path, eos: int, dtype: np.dtype):
         self.folder, self.eos, self.dtype = folder, eos, dtype
         self.shards: dict[str, dict] = {}  # the manifest's entries
+        self._files: dict[str, BinaryIO] = {}
         self.index: dict[str, list] = {
             k: [] for k in ("doc_id", "domain", "split", "start", "length")
         }
 
     def add(
         self, name: str, doc_ids: list[str], chunks: list[np.ndarray], split: str, domain: int
-    ) -> np.ndarray:
-        """Writes shard ``name`` holding ``chunks`` (token arrays); returns its tokens."""
+    ) -> tuple[int, np.ndarray]:
+        """Appends a section holding ``chunks`` (token arrays) to shard ``name``; returns where
+        the section starts in the shard and its tokens."""
+        if name not in self._files:
+            path = shard_path(self.folder, name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._files[name] = path.open("wb")
+            self.shards[name] = {"tokens": 0, "dtype": self.dtype.name}
         tokens, starts = pack(chunks, self.eos, self.dtype)
-        path = shard_path(self.folder, name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tokens.tofile(path)
-        self.shards[name] = {
-            "tokens": len(tokens),
-            "dtype": self.dtype.name,
-            "sha256": file_sha256(path),
-        }
+        section = self.shards[name]["tokens"]
+        tokens.tofile(self._files[name])
+        self.shards[name]["tokens"] += len(tokens)
         self.index["doc_id"] += doc_ids
         self.index["domain"] += [domain] * len(chunks)
         self.index["split"] += [split] * len(chunks)
-        self.index["start"] += starts.tolist()
+        self.index["start"] += (section + starts).tolist()
         self.index["length"] += [len(c) for c in chunks]
-        return tokens
+        return section, tokens
 
-    def write_index(self) -> None:
+    def close(self) -> None:
+        for name, file in self._files.items():
+            file.close()
+            self.shards[name]["sha256"] = file_sha256(shard_path(self.folder, name))
         pq.write_table(pa.table(self.index), self.folder / INDEX_FILE)
 
 
@@ -165,17 +176,24 @@ def load_domain_data(folder: Path) -> DomainData:
     manifest = read_manifest(folder)
     seq_len = manifest["seq_len"]
 
-    def sequences(name: str) -> TokenSequences:
-        return TokenSequences(load_shard(folder, name, manifest), seq_len)
+    generic = {split: load_shard(folder, name, manifest) for split, name in GENERIC_SHARDS.items()}
+
+    def section(domain: dict, split: str) -> TokenSequences:
+        start = domain[f"{split}_start"]
+        return TokenSequences(generic[split][start : start + domain[f"{split}_tokens"]], seq_len)
 
     domains = manifest["domains"]
     coarse = [d["coarse"] for d in domains]
     return DomainData(
         names=[d["name"] for d in domains],
-        train=[sequences(f"{d['name']}.train") for d in domains],
-        heldout=[sequences(f"{d['name']}.heldout") for d in domains],
-        target_train=sequences(SPECIALIST_SHARDS["train"]),
-        target_eval=sequences(SPECIALIST_SHARDS["eval"]),
+        train=[section(d, "train") for d in domains],
+        heldout=[section(d, "heldout") for d in domains],
+        target_train=TokenSequences(
+            load_shard(folder, SPECIALIST_SHARDS["train"], manifest), seq_len
+        ),
+        target_eval=TokenSequences(
+            load_shard(folder, SPECIALIST_SHARDS["eval"], manifest), seq_len
+        ),
         vocab_size=manifest["vocab_size"],
         seq_len=seq_len,
         target_train_domain=np.load(folder / TARGET_DOMAIN_FILE),

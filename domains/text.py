@@ -47,6 +47,7 @@ from domains.embed import Embedder, EmbeddingConfig
 from domains.sources import Document, SourceConfig, fingerprint, provenance, read_documents
 from domains.store import (
     CLUSTERING_FILE,
+    GENERIC_SHARDS,
     SPECIALIST_SHARDS,
     TARGET_DOMAIN_FILE,
     ShardWriter,
@@ -58,7 +59,7 @@ from domains.tokenizer import TOKENIZER_FILE, cached_tokenizer, encode, eos_id, 
 
 log = logging.getLogger(__name__)
 
-FORMAT = 2  # bump when the artifact layout or the pipeline's output changes
+FORMAT = 3  # bump when the artifact layout or the pipeline's output changes
 SPECIALIST_STREAM, HELDOUT_STREAM = 1, 2  # independent random streams from data.seed
 
 
@@ -217,11 +218,15 @@ def _build(cfg: TextDataConfig, seq_len: int, cache_dir: Path, key: str, out: Pa
         writer = ShardWriter(out, eos_id(tokenizer), token_dtype(tokenizer.get_vocab_size()))
         names = _domain_names(clustering.num_domains)
         heldout = _heldout_mask(domains, ids, chunks, names, cfg, seq_len)
-        for d, name in enumerate(tqdm(names, desc="writing shards", unit="domain")):
+        sections = [{} for _ in names]  # each domain's start and tokens in each generic shard
+        for d in tqdm(range(len(names)), desc="writing shards", unit="domain"):
             for split, held in (("train", False), ("heldout", True)):
                 members = np.flatnonzero((domains == d) & (heldout == held))
                 doc_ids = [chunks[i].doc_id for i in members]
-                writer.add(f"{name}.{split}", doc_ids, [ids[i] for i in members], split, d)
+                start, tokens = writer.add(
+                    GENERIC_SHARDS[split], doc_ids, [ids[i] for i in members], split, d
+                )
+                sections[d] |= {f"{split}_start": start, f"{split}_tokens": len(tokens)}
         specialist_tokens = {
             part: writer.add(
                 SPECIALIST_SHARDS[part],
@@ -229,10 +234,10 @@ def _build(cfg: TextDataConfig, seq_len: int, cache_dir: Path, key: str, out: Pa
                 specialist_ids[part],
                 f"specialist_{part}",
                 -1,
-            )
+            )[1]
             for part in specialist
         }
-        writer.write_index()
+        writer.close()
     with timer("assign_specialist"):
         target_domain = _specialist_domains(
             specialist_tokens["train"], seq_len, tokenizer, embedder, clustering
@@ -266,8 +271,7 @@ def _build(cfg: TextDataConfig, seq_len: int, cache_dir: Path, key: str, out: Pa
                 "name": name,
                 "coarse": None if coarse_of is None else int(coarse_of[d]),
                 "chunks": int((domains == d).sum()),
-                "train_tokens": shards[f"{name}.train"]["tokens"],
-                "heldout_tokens": shards[f"{name}.heldout"]["tokens"],
+                **sections[d],
                 **described[d],
             }
             for d, name in enumerate(names)

@@ -11,6 +11,10 @@ Bases (`mixer.bases`; the paper's exact construction is not public, these are th
 - `multiscale`: importance histograms at the fine and (when there is a hierarchy) coarse levels,
   the coarse one spread naturally inside each cluster, plus the natural generic distribution;
 - `identity`: one basis per domain, i.e. plain DGA (a check, and p = K).
+
+The bases are a sparse [p, K] matrix: a coarse basis lives inside its cluster, so at the paper's
+64 x 4,096 domains they hold K values, not p * K (134 MB dense), and the mixture over the domains
+costs O(K) per step.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
+from scipy import sparse
 
 from domains.data import MixerView
 from mixers.dga import DGAConfig, DGAMixer
@@ -41,22 +46,25 @@ def _normalized_rows(rows: np.ndarray) -> np.ndarray:
     return rows / rows.sum(axis=1, keepdims=True)
 
 
-def coarse_bases(data: MixerView) -> tuple[list[str], np.ndarray]:
+def coarse_bases(data: MixerView) -> tuple[list[str], sparse.csr_array]:
     if data.coarse_of is None:
         raise ValueError(
             "mixer.bases=coarse needs domains from a two-level clustering: "
             "set data.coarse_domains > 0, or use mixer.bases=multiscale"
         )
     clusters, cluster_of = np.unique(data.coarse_of, return_inverse=True)
-    inside = np.arange(len(clusters))[:, None] == cluster_of[None, :]  # [p, K]
-    specialist = inside * specialist_histogram(data)
-    natural = inside * data.token_counts()
-    has_specialist = specialist.sum(axis=1, keepdims=True) > 0
-    bases = _normalized_rows(np.where(has_specialist, specialist, natural))
+    p = len(clusters)
+    specialist = specialist_histogram(data)
+    has_specialist = np.bincount(cluster_of, weights=specialist, minlength=p) > 0
+    values = np.where(has_specialist[cluster_of], specialist, data.token_counts())
+    values = values / np.bincount(cluster_of, weights=values, minlength=p)[cluster_of]
+    k = data.num_domains
+    bases = sparse.csr_array((values, (cluster_of, np.arange(k))), shape=(p, k))
+    bases.eliminate_zeros()
     return [f"coarse_{c}" for c in clusters], bases
 
 
-def multiscale_bases(data: MixerView) -> tuple[list[str], np.ndarray]:
+def multiscale_bases(data: MixerView) -> tuple[list[str], sparse.csr_array]:
     fine = specialist_histogram(data)
     natural = data.token_counts() / data.token_counts().sum()
     names, rows = ["is_fine"], [fine]
@@ -68,11 +76,11 @@ def multiscale_bases(data: MixerView) -> tuple[list[str], np.ndarray]:
         rows.append(share[cluster_of] * natural / natural_share[cluster_of])
     names.append("natural")
     rows.append(natural)
-    return names, _normalized_rows(np.stack(rows))
+    return names, sparse.csr_array(_normalized_rows(np.stack(rows)))
 
 
-def identity_bases(data: MixerView) -> tuple[list[str], np.ndarray]:
-    return list(data.names), np.eye(data.num_domains)
+def identity_bases(data: MixerView) -> tuple[list[str], sparse.csr_array]:
+    return list(data.names), sparse.eye_array(data.num_domains, format="csr")
 
 
 BASES = {
@@ -84,14 +92,14 @@ BASES = {
 
 class DGADRMixer(DGAMixer):
     def components(self, data: MixerView) -> list[str]:
-        # bases: [p, K], one distribution over the domains per row.
+        # bases: sparse [p, K], one distribution over the domains per row.
         names, self.bases = BASES[self.cfg.bases](data)
         return names
 
     def probe_distribution(self, j: int) -> np.ndarray:
-        return self.bases[j]
+        return self.bases[[j]].toarray()[0]
 
     def mixture(self, weights: np.ndarray) -> np.ndarray:
         """sum_j alpha_j P_j: basis j ~ alpha then domain ~ P_j, in one distribution (linear in
         alpha, so the time-averaged mixture is that of the time-averaged alpha)."""
-        return weights @ self.bases
+        return self.bases.T @ weights

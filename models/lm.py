@@ -27,7 +27,8 @@ from models.gpt import GPT, GPTConfig, sequence_loss, token_losses
 from models.scoring import score
 
 # Per-domain validation losses are logged as metrics up to this many domains; beyond it they are
-# kept only in results.json (thousands of metric keys make W&B and the CSV log unusable).
+# kept only in results.json (thousands of metric keys make W&B and the CSV log unusable). Beyond
+# it, domains from a two-level clustering are evaluated per coarse cluster instead (EvalGroups).
 MAX_LOGGED_DOMAINS = 128
 
 
@@ -44,6 +45,8 @@ class TrainConfig:
     beta2: float = 0.95
     grad_clip: float = 1.0
     eval_every: int = 50
+    # Held-out sequences per domain in every evaluation (per coarse cluster past
+    # MAX_LOGGED_DOMAINS domains: EvalGroups).
     eval_sequences_per_domain: int = 32
     log_every: int = 10
     checkpoint_every: int = 100
@@ -61,24 +64,66 @@ class _StepCounter(IterableDataset):
         return itertools.count()
 
 
-class EvalSequences(Dataset):
-    """Held-out sequences of every domain (capped per domain) and the specialist `eval` split,
-    each labelled with its source: domain index, or k for the specialist set."""
+@dataclass
+class EvalGroups:
+    """What validation reports a held-out loss for: each domain (`val/domain/<name>`), or, past
+    MAX_LOGGED_DOMAINS domains from a two-level clustering, each coarse cluster
+    (`val/coarse/<name>`): at the paper's 64 x 4,096 domains, 32 held-out sequences per domain
+    would be 8 million sequences per evaluation. A group's sequences are spread over its domains
+    (one from each domain in a fixed random order, then a second from each...)."""
 
-    def __init__(self, data: DomainData, per_domain: int):
-        self.sources = [*data.heldout, data.target_eval]
+    prefix: str
+    names: list[str]
+    domains: list[np.ndarray]
+
+    @classmethod
+    def of(cls, data: DomainData) -> EvalGroups:
+        if data.num_domains <= MAX_LOGGED_DOMAINS or data.coarse_of is None:
+            return cls(
+                "val/domain/", list(data.names), [np.array([d]) for d in range(data.num_domains)]
+            )
+        clusters, cluster_of = np.unique(data.coarse_of, return_inverse=True)
+        rng = np.random.default_rng(0)  # the same sequences for every run on these domains
+        return cls(
+            "val/coarse/",
+            [f"coarse_{c}" for c in clusters],
+            [rng.permutation(np.flatnonzero(cluster_of == c)) for c in range(len(clusters))],
+        )
+
+    def sequences(self, data: DomainData, per_group: int) -> list[list[tuple[int, int]]]:
+        """(domain, held-out sequence) pairs of each group: at most `per_group`."""
+        chosen = []
+        for domains in self.domains:
+            pairs, j = [], 0
+            sizes = [len(data.heldout[d]) for d in domains]
+            while len(pairs) < per_group and j < max(sizes):
+                layer = [(int(d), j) for d, n in zip(domains, sizes, strict=True) if j < n]
+                pairs += layer[: per_group - len(pairs)]
+                j += 1
+            chosen.append(pairs)
+        return chosen
+
+
+class EvalSequences(Dataset):
+    """Held-out sequences of every evaluation group (capped per group) and the specialist `eval`
+    split, each labelled with its group's index, or the number of groups for the specialist set."""
+
+    def __init__(self, data: DomainData, groups: EvalGroups, per_group: int):
+        self.data = data
+        target = len(groups.names)
         self.items = [
-            (label, j)
-            for label, seqs in enumerate(self.sources)
-            for j in range(len(seqs) if label == data.num_domains else min(per_domain, len(seqs)))
-        ]
+            (label, d, j)
+            for label, pairs in enumerate(groups.sequences(data, per_group))
+            for d, j in pairs
+        ] + [(target, -1, j) for j in range(len(data.target_eval))]
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor]:
-        label, j = self.items[i]
-        return label, torch.from_numpy(self.sources[label][[j]][0])
+        label, domain, j = self.items[i]
+        sequences = self.data.target_eval if domain < 0 else self.data.heldout[domain]
+        return label, torch.from_numpy(sequences[[j]][0])
 
 
 class MixtureLM(L.LightningModule):
@@ -103,6 +148,7 @@ class MixtureLM(L.LightningModule):
         self.seed = seed
         self.max_steps = max_steps
         self.batches: MixtureBatches | None = None  # built in setup, once the rank is known
+        self.eval_groups = EvalGroups.of(data)
         # What the training step runs: the model, or its compiled form (`TrainConfig.compile`),
         # kept out of the module tree (same parameters; not checkpointed twice).
         object.__setattr__(
@@ -174,7 +220,9 @@ class MixtureLM(L.LightningModule):
 
     def val_dataloader(self) -> DataLoader:
         # Every rank evaluates every sequence: exact metrics, no padding duplicates.
-        dataset = EvalSequences(self.data, self.train_cfg.eval_sequences_per_domain)
+        dataset = EvalSequences(
+            self.data, self.eval_groups, self.train_cfg.eval_sequences_per_domain
+        )
         return DataLoader(dataset, batch_size=self.train_cfg.batch_size, shuffle=False)
 
     # --- batches ------------------------------------------------------------------------------
@@ -306,7 +354,7 @@ class MixtureLM(L.LightningModule):
     # --- validation ---------------------------------------------------------------------------
 
     def on_validation_epoch_start(self) -> None:
-        n = self.data.num_domains + 1
+        n = len(self.eval_groups.names) + 1
         self._val_sum = torch.zeros(n, dtype=torch.float64, device=self.device)
         self._val_count = torch.zeros(n, dtype=torch.float64, device=self.device)
 
@@ -318,8 +366,9 @@ class MixtureLM(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         means = (self._val_sum / self._val_count).tolist()
-        k = self.data.num_domains
-        metrics = {f"val/domain/{name}": means[d] for d, name in enumerate(self.data.names)}
+        groups = self.eval_groups
+        k = len(groups.names)
+        metrics = {groups.prefix + name: means[g] for g, name in enumerate(groups.names)}
         metrics["val/generic_loss"] = float(np.mean(means[:k]))
         metrics["val/target_loss"] = means[k]
         task = self.data.task
@@ -337,7 +386,7 @@ class MixtureLM(L.LightningModule):
         logged = {
             key: value
             for key, value in metrics.items()
-            if k <= MAX_LOGGED_DOMAINS or not key.startswith("val/domain/")
+            if k <= MAX_LOGGED_DOMAINS or not key.startswith(groups.prefix)
         }
         logged["val/tokens"] = float(self.batches.tokens_seen if self.batches else 0)
         # Every rank computed the same values over all eval sequences: the sync is a formality.

@@ -22,7 +22,14 @@ from tokenizers import Tokenizer
 
 from domains.chunking import chunk_text
 from domains.loading import load_data
-from domains.store import MANIFEST_FILE, SPECIALIST_SHARDS, read_index, read_manifest, shard_path
+from domains.store import (
+    GENERIC_SHARDS,
+    MANIFEST_FILE,
+    SPECIALIST_SHARDS,
+    read_index,
+    read_manifest,
+    shard_path,
+)
 from domains.text import TextDataConfig, prepare
 from experiments.prepare import run as run_prepare
 from experiments.train import train
@@ -161,14 +168,13 @@ def indexed_chunks(folder: Path) -> list[tuple[str, int, str, str]]:
     shard)."""
     manifest, index = read_manifest(folder), read_index(folder)
     tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-    names = [d["name"] for d in manifest["domains"]]
     shards = {}
     rows = []
     for doc, domain, split, start, length in zip(
         *(index[c] for c in ("doc_id", "domain", "split", "start", "length")), strict=True
     ):
         shard = (
-            f"{names[domain]}.{split}"
+            GENERIC_SHARDS[split]
             if domain >= 0
             else SPECIALIST_SHARDS[split.removeprefix("specialist_")]
         )
@@ -181,25 +187,35 @@ def indexed_chunks(folder: Path) -> list[tuple[str, int, str, str]]:
 def test_shard_token_counts_match_the_manifest_and_the_index(prepared):
     manifest, index = read_manifest(prepared), read_index(prepared)
     assert len(manifest["domains"]) == 4
+    assert set(manifest["shards"]) == {*GENERIC_SHARDS.values(), *SPECIALIST_SHARDS.values()}
     eos = manifest["eos_id"]
     for name, entry in manifest["shards"].items():
         tokens = tokens_of(prepared, name, manifest)
         assert len(tokens) == entry["tokens"] > 0
         assert hashlib.sha256(tokens.tobytes()).hexdigest() == entry["sha256"]
-        split = name.rsplit(".", 1)[1]
-        domain = next(
-            (d for d, dom in enumerate(manifest["domains"]) if name.startswith(dom["name"] + ".")),
-            -1,
-        )
-        split = split if domain >= 0 else f"specialist_{split}"
+    # Sections: every domain's chunks in each generic shard, then the specialist's own shards.
+    sections = [
+        (d, split, entry[f"{split}_start"], entry[f"{split}_tokens"], GENERIC_SHARDS[split])
+        for d, entry in enumerate(manifest["domains"])
+        for split in GENERIC_SHARDS
+    ] + [(-1, f"specialist_{part}", 0, None, name) for part, name in SPECIALIST_SHARDS.items()]
+    for domain, split, start, size, shard in sections:
+        tokens = tokens_of(prepared, shard, manifest)
         rows = (index["domain"] == domain) & (index["split"] == split)
         starts, lengths = index["start"][rows], index["length"][rows]
-        # Chunks tile the shard: each one's tokens, then EOS, then the next chunk.
-        np.testing.assert_array_equal(starts, np.concatenate([[0], np.cumsum(lengths + 1)[:-1]]))
-        assert (lengths + 1).sum() == entry["tokens"]
+        # Chunks tile the section: each one's tokens, then EOS, then the next chunk.
+        np.testing.assert_array_equal(
+            starts, start + np.concatenate([[0], np.cumsum(lengths + 1)[:-1]])
+        )
+        assert (lengths + 1).sum() == (size if size is not None else len(tokens))
         assert (tokens[starts + lengths] == eos).all() and (tokens[starts] != eos).all()
+    for split, shard in GENERIC_SHARDS.items():  # the sections tile their shard, in domain order
+        entries = manifest["domains"]
+        starts = [entry[f"{split}_start"] for entry in entries]
+        sizes = [entry[f"{split}_tokens"] for entry in entries]
+        assert starts == np.concatenate([[0], np.cumsum(sizes)[:-1]]).tolist()
+        assert sum(sizes) == manifest["shards"][shard]["tokens"]
     for domain, entry in enumerate(manifest["domains"]):
-        assert entry["train_tokens"] == manifest["shards"][f"{entry['name']}.train"]["tokens"]
         assert entry["chunks"] == int((index["domain"] == domain).sum())
 
 
@@ -246,9 +262,8 @@ def test_the_specialist_set_never_leaks_into_generic_shards(setup, prepared):
     assert all(doc.startswith("astronomy/") for doc in train_docs | eval_docs)
     assert not set(index["doc_id"][~specialist]) & (train_docs | eval_docs)
     generic_text = "".join(
-        tokenizer.decode(tokens_of(prepared, f"{d['name']}.{split}", manifest).tolist())
-        for d in manifest["domains"]
-        for split in ("train", "heldout")
+        tokenizer.decode(tokens_of(prepared, shard, manifest).tolist())
+        for shard in GENERIC_SHARDS.values()
     )
 
     def doc_marker(doc_id: str) -> str:

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from domains.data import MixerView
 from domains.synthetic import SyntheticDataConfig, generate
 from mixers import build_mixer
 from mixers.dga_dr import DGADRConfig, DGADRMixer
@@ -165,7 +166,7 @@ def test_coarse_bases_follow_the_specialist_inside_each_cluster():
     data = synthetic(coarse_domains=4, target_domains=[0, 1], target_train_sequences=30)
     mixer = DGADRMixer(DGADRConfig(), data)
     assert mixer.weight_names == ["coarse_0", "coarse_1", "coarse_2", "coarse_3"]
-    bases = mixer.bases
+    bases = mixer.bases.toarray()
     counts = np.bincount(data.target_train_domain, minlength=8)
     np.testing.assert_allclose(bases[0, :2], counts[:2] / counts[:2].sum())
     # No specialist example elsewhere: the natural (here equal) distribution inside the cluster.
@@ -179,10 +180,35 @@ def test_multiscale_bases():
     data = synthetic(coarse_domains=2, target_domains=[1], target_train_sequences=5)
     mixer = DGADRMixer(DGADRConfig(bases="multiscale"), data)
     assert mixer.weight_names == ["is_fine", "is_coarse", "natural"]
-    fine, coarse, natural = mixer.bases
+    fine, coarse, natural = mixer.bases.toarray()
     assert fine.tolist() == [0, 1, 0, 0, 0, 0, 0, 0]
     np.testing.assert_allclose(coarse, [0.25] * 4 + [0] * 4)
     np.testing.assert_allclose(natural, 1 / 8)
+
+
+def test_coarse_bases_at_the_papers_scale_are_sparse():
+    # 64 coarse x 4,096 fine domains; the specialist falls in the first cluster only.
+    p, per = 64, 4096
+    k = p * per
+    rng = np.random.default_rng(0)
+    view = MixerView(
+        names=[f"d{i}" for i in range(k)],
+        domain_tokens=rng.integers(128, 1024, size=k),
+        target_train_domain=rng.integers(0, per, size=32),
+        coarse_of=np.repeat(np.arange(p), per),
+    )
+    mixer = DGADRMixer(DGADRConfig(), view)
+    assert mixer.bases.shape == (p, k)
+    assert mixer.bases.nnz <= k  # one value per domain at most, not p * K
+    np.testing.assert_allclose(mixer.bases.sum(axis=1), 1.0)
+    mixture = mixer.domain_weights()
+    assert mixture.shape == (k,)
+    np.testing.assert_allclose(mixture.sum(), 1.0)
+    # Cluster 1 holds no specialist example: its basis is its natural distribution.
+    inside = slice(per, 2 * per)
+    natural = view.domain_tokens[inside] / view.domain_tokens[inside].sum()
+    np.testing.assert_allclose(mixer.probe_distribution(1)[inside], natural)
+    np.testing.assert_allclose(mixture[inside], natural / p)
 
 
 def test_coarse_bases_need_a_hierarchy():
