@@ -94,14 +94,15 @@ class Embedder:
             model.max_seq_length = min(self.cfg.max_tokens, model.max_seq_length)
         return model
 
-    def encode(self, texts: list[str]) -> np.ndarray:
-        """Normalised float32 embeddings, one row per text, with a progress bar."""
+    def encode(self, texts: list[str], progress: bool = True) -> np.ndarray:
+        """Normalised float32 embeddings, one row per text (with a progress bar, unless one
+        batch of a longer job)."""
         if self.cfg.model == HASHED:
             return self._encode_hashed(texts)
         vectors = self.model.encode(
             texts,
             batch_size=self.cfg.batch_size,
-            show_progress_bar=True,
+            show_progress_bar=progress,
             convert_to_numpy=True,
             normalize_embeddings=True,
         )

@@ -86,7 +86,7 @@ def fingerprint(cfg: SourceConfig) -> dict:
     """What identifies the source's content for the cache key (without reading all of it)."""
     _check_source(cfg)
     if cfg.source == "files":
-        return {"files": _stats(_paths(cfg))}
+        return {"files": _stats(source_files(cfg))}
     if cfg.source == "demo":
         return {"demo": demo_version()}
     if cfg.source == "mmlu":
@@ -104,7 +104,7 @@ def provenance(cfg: SourceConfig, cache_dir: Path) -> dict:
     """The fingerprint plus content hashes, for the manifest (reads the files once more)."""
     record = {"source": cfg.source, **fingerprint(cfg)}
     if cfg.source == "files":
-        record["sha256"] = {str(p): file_sha256(p) for p in _paths(cfg)}
+        record["sha256"] = {str(p): file_sha256(p) for p in source_files(cfg)}
     elif cfg.source == "demo":
         record["sha256"] = {"demo_corpus": file_sha256(demo_corpus(cache_dir))}
     elif cfg.source == "mmlu":
@@ -133,19 +133,32 @@ def _raw_documents(cfg: SourceConfig, cache_dir: Path) -> Iterator[Document]:
                 for q in mmlu.read_questions(subject, split):
                     yield Document(q.id, q.text, {"split": split, "question": q})
     elif cfg.source == "files":
-        for path in _paths(cfg):
-            if path.suffix == ".txt":
-                text = path.read_text(encoding="utf-8", errors="replace")
-                yield Document(str(path), text, {"path": str(path)})
-            elif path.suffix == ".jsonl":
-                yield from _jsonl(path, cfg.text_field, cfg.id_field)
-            else:
-                yield from _parquet(path, cfg.text_field, cfg.id_field)
+        for path in source_files(cfg):
+            yield from _file_documents(path, cfg)
     else:
         yield from _hf(cfg)
 
 
-def _paths(cfg: SourceConfig) -> list[Path]:
+def read_files(cfg: SourceConfig, paths: list[Path]) -> Iterator[Document]:
+    """The non-empty documents of some of a `files` source's files (`source_files`) that pass
+    its filters: one task's share of a large corpus (domains/streaming.py)."""
+    for path in paths:
+        for doc in _file_documents(path, cfg):
+            if doc.text.strip() and _passes(doc, cfg):
+                yield doc
+
+
+def _file_documents(path: Path, cfg: SourceConfig) -> Iterator[Document]:
+    if path.suffix == ".txt":
+        text = path.read_text(encoding="utf-8", errors="replace")
+        yield Document(str(path), text, {"path": str(path)})
+    elif path.suffix == ".jsonl":
+        yield from _jsonl(path, cfg.text_field, cfg.id_field)
+    else:
+        yield from _parquet(path, cfg.text_field, cfg.id_field)
+
+
+def source_files(cfg: SourceConfig) -> list[Path]:
     """Every file the `paths` patterns match, sorted; each pattern must match something."""
     if not cfg.paths:
         raise ValueError("source=files needs `paths`: glob patterns of .txt, .jsonl or .parquet")

@@ -55,6 +55,7 @@ from domains.store import (
     write_manifest,
     write_task,
 )
+from domains.streaming import EXECUTION_FIELDS, StreamingConfig, prepare_streaming
 from domains.tokenizer import TOKENIZER_FILE, cached_tokenizer, encode, eos_id, token_dtype
 
 log = logging.getLogger(__name__)
@@ -100,12 +101,20 @@ class TextDataConfig(SourceConfig, DataConfig):
     kmeans_restarts: int = 3
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     specialist: SpecialistConfig = field(default_factory=SpecialistConfig)
+    # Large corpora: bounded-memory preparation on datatrove, locally or on SLURM
+    # (domains/streaming.py).
+    streaming: StreamingConfig = field(default_factory=StreamingConfig)
 
     def __post_init__(self) -> None:
         if self.source == "mmlu":
             raise ValueError(
                 "MMLU is a specialist set, not a generic pool: use data.specialist.source=mmlu "
                 "with data.specialist.subject=<subject>"
+            )
+        if self.streaming.enabled and (self.source != "files" or self.max_documents is not None):
+            raise ValueError(
+                "data.streaming.enabled=true reads a corpus of files (data.source=files with "
+                "data.paths), in full: no data.max_documents"
             )
 
 
@@ -117,16 +126,26 @@ class Chunk(NamedTuple):
 
 def load_text_data(cfg: TextDataConfig, seq_len: int, cache_dir: Path) -> DomainData:
     """The prepared domains (preparing them first when missing), without the cap applied."""
-    return load_domain_data(prepare(cfg, seq_len, cache_dir))
+    folder = prepare(cfg, seq_len, cache_dir)
+    if folder is None:
+        raise RuntimeError(
+            "the domains are being prepared by SLURM jobs (data.streaming.executor=slurm): "
+            "run again once they have finished"
+        )
+    return load_domain_data(folder)
 
 
-def prepare(cfg: TextDataConfig, seq_len: int, cache_dir: Path) -> Path:
-    """The artifact folder for this config and context length, built if missing."""
+def prepare(cfg: TextDataConfig, seq_len: int, cache_dir: Path) -> Path | None:
+    """The artifact folder for this config and context length, built if missing (None: its
+    preparation was submitted to SLURM, data.streaming.executor=slurm)."""
     _check_config(cfg, seq_len)
     key = artifact_key(cfg, seq_len, cache_dir)
     folder = cache_dir / "domains" / f"{cfg.source}-k{cfg.num_domains}-L{seq_len}-{key}"
-    if not folder.is_dir():
-        log.info("Preparing %s domains into %s", cfg.source, folder)
+    if folder.is_dir():
+        return folder
+    log.info("Preparing %s domains into %s", cfg.source, folder)
+    if cfg.streaming.enabled:
+        return prepare_streaming(cfg, seq_len, cache_dir, key, folder)
     folder, _ = build_once(folder, lambda out: _build(cfg, seq_len, cache_dir, key, out))
     return folder
 
@@ -134,6 +153,8 @@ def prepare(cfg: TextDataConfig, seq_len: int, cache_dir: Path) -> Path:
 def artifact_key(cfg: TextDataConfig, seq_len: int, cache_dir: Path) -> str:
     config = asdict(cfg)
     del config["tokens_per_domain"]  # applied at load time
+    for name in EXECUTION_FIELDS:  # how the preparation runs, not what it produces
+        del config["streaming"][name]
     return stable_hash(
         {
             "format": FORMAT,

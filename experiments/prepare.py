@@ -77,6 +77,11 @@ def run(cfg: DictConfig, console: Console | None = None) -> Path | None:
         print("data=synthetic is generated when training starts: there is nothing to prepare")
         return None
     folder = prepare(data, cfg.model.context_length, Path(cfg.paths.cache_dir).expanduser())
+    if folder is None:
+        print(
+            "submitted to SLURM (data.streaming.executor=slurm): run this again to see the domains"
+        )
+        return None
     print_summary(folder, console)
     return folder
 
