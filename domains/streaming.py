@@ -33,6 +33,7 @@ import math
 import pickle
 import shutil
 import sys
+import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,6 +56,7 @@ from domains.store import (
     SPECIALIST_SHARDS,
     TARGET_DOMAIN_FILE,
     pack,
+    read_manifest,
     shard_path,
     write_manifest,
     write_task,
@@ -519,39 +521,34 @@ def prepare_streaming(cfg, seq_len: int, cache_dir: Path, key: str, folder: Path
         return None
 
     def build(out: Path) -> None:
-        last = None
+        timings = {}
         for stage, tasks in stages:
-            last = LocalPipelineExecutor(
+            started = time.perf_counter()
+            executor = LocalPipelineExecutor(
                 [stage(cfg, seq_len, cache_dir, work)],
                 tasks=tasks,
                 workers=min(s.workers, tasks),
                 logging_dir=str(work / "logs" / stage.__name__),
-                depends=last,
             )
-        for attempt in range(s.retries + 1):
-            try:
-                last.run()
-                break
-            except Exception as error:
-                if attempt == s.retries:
-                    raise
-                log.warning(
-                    "a preparation task failed (%s); running the unfinished ones again", error
-                )
-                for executor in _chain(last):
-                    executor._launched = False
+            for attempt in range(s.retries + 1):
+                try:
+                    executor.run()
+                    break
+                except Exception as error:
+                    if attempt == s.retries:
+                        raise
+                    log.warning("a %s task failed (%s); running it again", stage.__name__, error)
+            timings[stage.__name__] = round(time.perf_counter() - started, 2)
+        started = time.perf_counter()
         WriteStage(cfg, seq_len, cache_dir, work, out, key).run(None)
+        timings[WriteStage.__name__] = round(time.perf_counter() - started, 2)
+        manifest = read_manifest(out)
+        write_manifest(out, {**manifest, "timings_s": timings})
 
     folder, built = build_once(folder, build)
     if built:
         shutil.rmtree(work, ignore_errors=True)
     return folder
-
-
-def _chain(executor):
-    while executor is not None:
-        yield executor
-        executor = executor.depends
 
 
 def _slurm(cfg, pipeline: list, tasks: int, work: Path, depends) -> SlurmPipelineExecutor:
