@@ -6,7 +6,7 @@ export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test lint format demo bench findings lock clean
+.PHONY: setup test lint format demo bench bench-scale findings lock clean
 
 setup: $(STAMP)
 
@@ -47,6 +47,11 @@ demo: setup
 
 bench: setup
 	$(PY) -m benchmarks.run_all
+
+# Streaming preparation at 10^5 and 10^6 documents, 1 and 2 workers (about half an hour on 2 idle
+# cores): benchmarks/results/prepare_scale.json.
+bench-scale: setup
+	OMP_NUM_THREADS=1 RAYON_NUM_THREADS=1 $(PY) -m benchmarks.prepare_scale
 
 # One findings experiment (EXP=regime, token_limited, fine_grained...): its sweep (a re-run skips
 # completed runs; ARGS narrows it, e.g. ARGS=mixer=dga), its compact summary

@@ -92,7 +92,8 @@ def prepare_command(
 def measured_run(command: list[str], log: Path) -> dict:
     """Runs `command`, sampling the memory of its process tree; wall time and peak RSS (MB) of
     every process (the driver, the datatrove workers)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    # One thread per worker for torch and the tokenizer: a worker is a core.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RAYON_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
     peaks: dict[int, float] = {}
     started = time.perf_counter()
     with open(log, "w") as out:
