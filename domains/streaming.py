@@ -231,7 +231,10 @@ def _task_dirs(work: Path) -> list[Path]:
 
 
 def _embeddings(task: Path, dim: int) -> np.ndarray:
-    return np.memmap(task / "embeddings.f16", dtype=np.float16, mode="r").reshape(-1, dim)
+    path = task / "embeddings.f16"
+    if path.stat().st_size == 0:  # a task with no file (more tasks than files)
+        return np.zeros((0, dim), dtype=np.float16)
+    return np.memmap(path, dtype=np.float16, mode="r").reshape(-1, dim)
 
 
 class ClusterStage(_Stage):

@@ -18,6 +18,7 @@ from domains.cache import build_once, stable_hash, texts_digest
 from domains.chunking import chunk_text
 from domains.cluster import Clustering, fit_clustering
 from domains.data import TokenSequences
+from domains.embed import Embedder, EmbeddingConfig
 from domains.sources import SourceConfig, read_documents
 from domains.store import pack
 from domains.text import Chunk, TextDataConfig, _content_key, _heldout_mask
@@ -359,3 +360,8 @@ def test_a_domain_of_too_few_documents_is_named():
     chunks = documents({"a": ["a1", "a2", "a3"], "b": ["b1", "b2", "b3"], "c": ["c1", "c2"]})
     with pytest.raises(ValueError, match="domain_1 has 2 chunks from 1 distinct documents"):
         heldout_of(chunks, [0] * 6 + [1] * 2, fraction=0.1, seed=0)
+
+
+def test_embeddings_stay_float32_on_a_cpu(tmp_path):
+    assert Embedder(EmbeddingConfig(device="cpu"), tmp_path).precision == "float32"
+    assert Embedder(EmbeddingConfig(model="hashed-ngrams"), tmp_path).precision == "float32"

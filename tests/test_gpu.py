@@ -58,3 +58,16 @@ def test_ddp_over_nccl_keeps_identical_weights(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     ranks = np.array(read_results(tmp_path)["ranks"]["weights"])
     np.testing.assert_array_equal(ranks[0], ranks[1])
+
+
+def test_embedding_on_a_gpu_runs_in_float16_and_keeps_the_directions(tmp_path):
+    from dataclasses import replace
+
+    from domains.embed import Embedder, EmbeddingConfig
+
+    texts = ["The striker scored twice.", "def parse(line): return line.split(',')"] * 8
+    half = Embedder(EmbeddingConfig(device="cuda"), tmp_path)
+    full = Embedder(replace(half.cfg, half_on_gpu=False), tmp_path)
+    assert (half.precision, full.precision) == ("float16", "float32")
+    a, b = half.encode(texts, progress=False), full.encode(texts, progress=False)
+    assert a.dtype == np.float32 and np.min((a * b).sum(axis=1)) > 0.999
