@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from domains.data import DataConfig, DomainData
+from domains.preparation import load_text_data
 from domains.sources import SOURCES as TEXT_SOURCES
 from domains.synthetic import generate
-from domains.text import load_text_data
 
 
 def load_data(cfg: DataConfig, seq_len: int, cache_dir: Path) -> DomainData:

@@ -34,7 +34,7 @@ import pickle
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -61,43 +61,17 @@ from domains.store import (
     write_manifest,
     write_task,
 )
+from domains.text import (
+    FORMAT,
+    content_key,
+    domain_names,
+    multiple_choice_task,
+    specialist_domains,
+    specialist_split,
+)
 from domains.tokenizer import TOKENIZER_FILE, eos_id, token_dtype, train_tokenizer
 
 log = logging.getLogger(__name__)
-
-EXECUTORS = ("local", "slurm")
-
-
-@dataclass
-class StreamingConfig:
-    enabled: bool = False
-    # Tasks the corpus's files are split into (each a contiguous block of them), and how many
-    # run at once on this machine (`executor: local`) or as a SLURM job array (`slurm`).
-    tasks: int = 4
-    workers: int = 2
-    executor: str = "local"
-    slurm_partition: str | None = None
-    slurm_time: str = "12:00:00"
-    # A failed task is run again (only the unfinished tasks) up to this many times (local).
-    retries: int = 1
-    # Chunks embedded and tokenized at once by a worker.
-    batch_chunks: int = 1024
-    # Generic chunks the tokenizer is trained on (the first ones read), and embeddings k-means
-    # is fitted on (an even stride over the corpus).
-    tokenizer_sample: int = 20_000
-    kmeans_sample: int = 200_000
-
-    def __post_init__(self) -> None:
-        if self.executor not in EXECUTORS:
-            raise ValueError(
-                f"data.streaming.executor={self.executor!r}: use one of {list(EXECUTORS)}"
-            )
-        if min(self.tasks, self.workers, self.batch_chunks, self.tokenizer_sample) < 1:
-            raise ValueError("data.streaming: tasks, workers, batch_chunks, samples must be >= 1")
-
-
-# Fields that decide how the work runs, not what it produces: outside the artifact's key.
-EXECUTION_FIELDS = ("tasks", "workers", "executor", "slurm_partition", "slurm_time", "retries")
 
 
 def held_out(doc_key: str, seed: int, fraction: float) -> bool:
@@ -141,11 +115,10 @@ class SampleStage(_Stage):
     name = "sample: specialist split and tokenizer"
 
     def run(self, data, rank: int = 0, world_size: int = 1):
-        from domains.text import _specialist_split
 
         out = self.work / "sample"
         out.mkdir(parents=True, exist_ok=True)
-        specialist, used, scored = _specialist_split(
+        specialist, used, scored = specialist_split(
             self.cfg, self.cache_dir, self.max_chars, self.min_chars
         )
         texts = []
@@ -166,7 +139,6 @@ class EncodeStage(_Stage):
     name = "encode: chunk, embed, tokenize"
 
     def run(self, data, rank: int = 0, world_size: int = 1):
-        from domains.text import _content_key
 
         out = self.work / "encode" / f"{rank:05d}"
         shutil.rmtree(out, ignore_errors=True)  # a retried task starts over
@@ -206,13 +178,13 @@ class EncodeStage(_Stage):
 
             for doc in read_files(self.cfg, self.task_files(rank, world_size)):
                 stats["documents_read"] += 1
-                doc_key = _content_key(doc.text)
+                doc_key = content_key(doc.text)
                 if doc_key in used:
                     continue
                 stats["documents"] += 1
                 held = held_out(doc_key, self.cfg.seed, self.cfg.heldout_fraction)
                 for piece in chunk_text(doc.text, self.max_chars, self.min_chars):
-                    if _content_key(piece) in used:
+                    if content_key(piece) in used:
                         stats["chunks_removed_as_specialist"] += 1
                         continue
                     batch.append((doc.id, piece, held))
@@ -301,7 +273,6 @@ class WriteStage(_Stage):
         self.out, self.key, self.final = out, key, final
 
     def run(self, data, rank: int = 0, world_size: int = 1):
-        from domains.text import _domain_names, _multiple_choice_task, _specialist_domains
 
         out, cfg = self.out, self.cfg
         (out / "shards").mkdir(parents=True, exist_ok=True)
@@ -402,9 +373,9 @@ class WriteStage(_Stage):
                 "sha256": file_sha256(path),
             }
         if sample["scored"]:
-            write_task(out, _multiple_choice_task(sample["scored"], tokenizer))
+            write_task(out, multiple_choice_task(sample["scored"], tokenizer))
         embedder = Embedder(cfg.embedding, self.cache_dir)
-        target_domain = _specialist_domains(
+        target_domain = specialist_domains(
             specialist_tokens["train"], self.seq_len, tokenizer, embedder, clustering
         )
         np.save(out / TARGET_DOMAIN_FILE, target_domain)
@@ -412,11 +383,11 @@ class WriteStage(_Stage):
         generic = {key: sum(s[key] for s in stats) for key in stats[0]}
         generic["removed_as_specialist"] = generic["documents_read"] - generic["documents"]
         coarse_of = clustering.coarse_of()
-        names = _domain_names(k)
+        names = domain_names(k)
         write_manifest(
             out,
             {
-                "format": _format(),
+                "format": FORMAT,
                 "key": self.key,
                 "created": datetime.now(UTC).isoformat(timespec="seconds"),
                 "seq_len": self.seq_len,
@@ -474,12 +445,6 @@ def _place(cursor: np.ndarray, domains: np.ndarray, span: np.ndarray) -> np.ndar
     dest[order] = cursor[d] + before - before[group_first]
     np.add.at(cursor, d, size)
     return dest
-
-
-def _format() -> int:
-    from domains.text import FORMAT
-
-    return FORMAT
 
 
 def _chunk_batches(tasks: list[Path], size: int, with_ids: bool = False):

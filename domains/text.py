@@ -3,7 +3,7 @@
 The pipeline (as in the DGA/CRISP line of work):
 1. read the specialist set's documents and split them, by content, into `train` (the few
    examples a mixer may see) and `eval` (the held-out score); documents and chunks with the same
-   content (`_content_key`: text compared up to case, spacing and Unicode form) are then removed
+   content (`content_key`: text compared up to case, spacing and Unicode form) are then removed
    from the generic pool, so the specialist set never leaks into training;
 2. cut the generic documents into chunks of about one training sequence (domains/chunking.py);
 3. train a byte-level BPE tokenizer on the generic chunks (domains/tokenizer.py);
@@ -14,9 +14,7 @@ The pipeline (as in the DGA/CRISP line of work):
    domain of each specialist `train` sequence is found by embedding its text and assigning it
    with the same centroids.
 
-Artifacts live under `<cache_dir>/domains/`, in a folder named by a hash of everything that
-affects them (config, context length, source fingerprints) except `tokens_per_domain`, which is
-applied at load time, so a sweep over that cap reuses one preparation. Embeddings and the
+domains/preparation.py decides when to build (and where the artifact lives). Embeddings and the
 tokenizer are cached by content, so a sweep over the number of domains embeds once.
 """
 
@@ -38,30 +36,65 @@ import numpy as np
 from tqdm import tqdm
 
 from domains import mmlu
-from domains.cache import build_once, stable_hash, texts_digest
+from domains.cache import texts_digest
 from domains.chunking import chunk_text
 from domains.cluster import check_clustering, fit_clustering
-from domains.data import DataConfig, DomainData, MultipleChoiceTask, TokenSequences
+from domains.data import DataConfig, MultipleChoiceTask, TokenSequences
 from domains.describe import describe_domains
 from domains.embed import Embedder, EmbeddingConfig
-from domains.sources import Document, SourceConfig, fingerprint, provenance, read_documents
+from domains.sources import Document, SourceConfig, provenance, read_documents
 from domains.store import (
     CLUSTERING_FILE,
     GENERIC_SHARDS,
     SPECIALIST_SHARDS,
     TARGET_DOMAIN_FILE,
     ShardWriter,
-    load_domain_data,
     write_manifest,
     write_task,
 )
-from domains.streaming import EXECUTION_FIELDS, StreamingConfig, prepare_streaming
 from domains.tokenizer import TOKENIZER_FILE, cached_tokenizer, encode, eos_id, token_dtype
 
 log = logging.getLogger(__name__)
 
 FORMAT = 3  # bump when the artifact layout or the pipeline's output changes
 SPECIALIST_STREAM, HELDOUT_STREAM = 1, 2  # independent random streams from data.seed
+
+
+EXECUTORS = ("local", "slurm")
+
+
+@dataclass
+class StreamingConfig:
+    """Bounded-memory preparation of a large corpus on datatrove (domains/streaming.py)."""
+
+    enabled: bool = False
+    # Tasks the corpus's files are split into (each a contiguous block of them), and how many
+    # run at once on this machine (`executor: local`) or as a SLURM job array (`slurm`).
+    tasks: int = 4
+    workers: int = 2
+    executor: str = "local"
+    slurm_partition: str | None = None
+    slurm_time: str = "12:00:00"
+    # A failed task is run again (only the unfinished tasks) up to this many times (local).
+    retries: int = 1
+    # Chunks embedded and tokenized at once by a worker.
+    batch_chunks: int = 1024
+    # Generic chunks the tokenizer is trained on (the first ones read), and embeddings k-means
+    # is fitted on (an even stride over the corpus).
+    tokenizer_sample: int = 20_000
+    kmeans_sample: int = 200_000
+
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ValueError(
+                f"data.streaming.executor={self.executor!r}: use one of {list(EXECUTORS)}"
+            )
+        if min(self.tasks, self.workers, self.batch_chunks, self.tokenizer_sample) < 1:
+            raise ValueError("data.streaming: tasks, workers, batch_chunks, samples must be >= 1")
+
+
+# Fields that decide how the work runs, not what it produces: outside the artifact's key.
+EXECUTION_FIELDS = ("tasks", "workers", "executor", "slurm_partition", "slurm_time", "retries")
 
 
 @dataclass
@@ -121,66 +154,7 @@ class TextDataConfig(SourceConfig, DataConfig):
 class Chunk(NamedTuple):
     doc_id: str
     text: str
-    doc_key: str  # its document's `_content_key`: copies of the document under other ids share it
-
-
-def load_text_data(cfg: TextDataConfig, seq_len: int, cache_dir: Path) -> DomainData:
-    """The prepared domains (preparing them first when missing), without the cap applied."""
-    folder = prepare(cfg, seq_len, cache_dir)
-    if folder is None:
-        raise RuntimeError(
-            "the domains are being prepared by SLURM jobs (data.streaming.executor=slurm): "
-            "run again once they have finished"
-        )
-    return load_domain_data(folder)
-
-
-def prepare(cfg: TextDataConfig, seq_len: int, cache_dir: Path) -> Path | None:
-    """The artifact folder for this config and context length, built if missing (None: its
-    preparation was submitted to SLURM, data.streaming.executor=slurm)."""
-    _check_config(cfg, seq_len)
-    key = artifact_key(cfg, seq_len, cache_dir)
-    folder = cache_dir / "domains" / f"{cfg.source}-k{cfg.num_domains}-L{seq_len}-{key}"
-    if folder.is_dir():
-        return folder
-    log.info("Preparing %s domains into %s", cfg.source, folder)
-    if cfg.streaming.enabled:
-        return prepare_streaming(cfg, seq_len, cache_dir, key, folder)
-    folder, _ = build_once(folder, lambda out: _build(cfg, seq_len, cache_dir, key, out))
-    return folder
-
-
-def artifact_key(cfg: TextDataConfig, seq_len: int, cache_dir: Path) -> str:
-    config = asdict(cfg)
-    del config["tokens_per_domain"]  # applied at load time
-    for name in EXECUTION_FIELDS:  # how the preparation runs, not what it produces
-        del config["streaming"][name]
-    return stable_hash(
-        {
-            "format": FORMAT,
-            "seq_len": seq_len,
-            "config": config,
-            "generic": fingerprint(cfg),
-            "specialist": fingerprint(cfg.specialist),
-        }
-    )
-
-
-def _check_config(cfg: TextDataConfig, seq_len: int) -> None:
-    spec = cfg.specialist
-    problems = {
-        "context_length must be at least 1": seq_len < 1,
-        "heldout_fraction must be in (0, 1)": not 0 < cfg.heldout_fraction < 1,
-        "chars_per_token must be positive": cfg.chars_per_token <= 0,
-        "min_chunk_fraction must be in [0, 1)": not 0 <= cfg.min_chunk_fraction < 1,
-        "specialist.train_chunks and eval_chunks must be >= 1": min(
-            spec.train_chunks, spec.eval_chunks
-        )
-        < 1,
-    }
-    wrong = [problem for problem, failed in problems.items() if failed]
-    if wrong:
-        raise ValueError("bad data config: " + "; ".join(wrong))
+    doc_key: str  # its document's `content_key`: copies of the document under other ids share it
 
 
 class _Timer:
@@ -194,12 +168,14 @@ class _Timer:
         self.seconds[stage] = round(self.seconds.get(stage, 0.0) + time.perf_counter() - started, 2)
 
 
-def _build(cfg: TextDataConfig, seq_len: int, cache_dir: Path, key: str, out: Path) -> None:
+def build_in_memory(
+    cfg: TextDataConfig, seq_len: int, cache_dir: Path, key: str, out: Path
+) -> None:
     timer = _Timer()
     max_chars = round(seq_len * cfg.chars_per_token)
     min_chars = math.ceil(cfg.min_chunk_fraction * max_chars)
     with timer("read"):
-        specialist, used, scored = _specialist_split(cfg, cache_dir, max_chars, min_chars)
+        specialist, used, scored = specialist_split(cfg, cache_dir, max_chars, min_chars)
         chunks, generic_stats = _generic_chunks(cfg, cache_dir, max_chars, min_chars, used)
     check_clustering(
         len(chunks), cfg.num_domains, cfg.coarse_domains, cfg.fine_allocation, cfg.min_domain_chunks
@@ -233,11 +209,11 @@ def _build(cfg: TextDataConfig, seq_len: int, cache_dir: Path, key: str, out: Pa
             part: encode(tokenizer, [c.text for c in specialist[part]]) for part in specialist
         }
         if scored:
-            write_task(out, _multiple_choice_task(scored, tokenizer))
+            write_task(out, multiple_choice_task(scored, tokenizer))
 
     with timer("write"):
         writer = ShardWriter(out, eos_id(tokenizer), token_dtype(tokenizer.get_vocab_size()))
-        names = _domain_names(clustering.num_domains)
+        names = domain_names(clustering.num_domains)
         heldout = _heldout_mask(domains, ids, chunks, names, cfg, seq_len)
         sections = [{} for _ in names]  # each domain's start and tokens in each generic shard
         for d in tqdm(range(len(names)), desc="writing shards", unit="domain"):
@@ -260,7 +236,7 @@ def _build(cfg: TextDataConfig, seq_len: int, cache_dir: Path, key: str, out: Pa
         }
         writer.close()
     with timer("assign_specialist"):
-        target_domain = _specialist_domains(
+        target_domain = specialist_domains(
             specialist_tokens["train"], seq_len, tokenizer, embedder, clustering
         )
         np.save(out / TARGET_DOMAIN_FILE, target_domain)
@@ -304,12 +280,12 @@ def _build(cfg: TextDataConfig, seq_len: int, cache_dir: Path, key: str, out: Pa
     write_manifest(out, manifest)
 
 
-def _domain_names(k: int) -> list[str]:
+def domain_names(k: int) -> list[str]:
     width = len(str(k - 1))
     return [f"domain_{d:0{width}d}" for d in range(k)]
 
 
-def _content_key(text: str) -> str:
+def content_key(text: str) -> str:
     """What identifies a text's content: a hash of its NFKC form, lowercased, with whitespace runs
     collapsed, so copies that differ only in case, spacing or Unicode form count as one text."""
     normal = " ".join(unicodedata.normalize("NFKC", text).lower().split())
@@ -320,7 +296,7 @@ def _read(source: SourceConfig, cache_dir: Path, what: str) -> list[Document]:
     return list(tqdm(read_documents(source, cache_dir), desc=f"reading {what}", unit="doc"))
 
 
-def _specialist_split(
+def specialist_split(
     cfg: TextDataConfig, cache_dir: Path, max_chars: int, min_chars: int
 ) -> tuple[dict[str, list[Chunk]], set[str], list[mmlu.Question]]:
     """Specialist `train` and `eval` chunks, from documents in a seeded random order, the
@@ -346,12 +322,12 @@ def _specialist_split(
         part = "train" if len(split["train"]) < wanted["train"] else "eval"
         if len(split[part]) >= wanted[part]:
             break
-        doc, doc_key = docs[i], _content_key(docs[i].text)
+        doc, doc_key = docs[i], content_key(docs[i].text)
         if doc_key in used:
             continue
         pieces: dict[str, str] = {}  # content key -> the first chunk with that content
         for piece in chunk_text(doc.text, max_chars, min_chars):
-            pieces.setdefault(_content_key(piece), piece)
+            pieces.setdefault(content_key(piece), piece)
         new = [key for key in pieces if key not in used][: wanted[part] - len(split[part])]
         split[part] += [Chunk(doc.id, pieces[key], doc_key) for key in new]
         if new:
@@ -376,23 +352,23 @@ def _mmlu_split(
         part: [d.fields["question"] for d in docs if d.fields["split"] == split]
         for part, split in mmlu.SPLITS.items()
     }
-    seen = {_content_key(q.prompt) for q in questions["train"]}
-    questions["eval"] = [q for q in questions["eval"] if _content_key(q.prompt) not in seen]
+    seen = {content_key(q.prompt) for q in questions["train"]}
+    questions["eval"] = [q for q in questions["eval"] if content_key(q.prompt) not in seen]
     split = {
         part: [
-            Chunk(q.id, piece, _content_key(q.text))
+            Chunk(q.id, piece, content_key(q.text))
             for q in part_questions
             for piece in chunk_text(q.text, max_chars, min_chars=1)
         ]
         for part, part_questions in questions.items()
     }
     used = {
-        k for chunks in split.values() for c in chunks for k in (c.doc_key, _content_key(c.text))
+        k for chunks in split.values() for c in chunks for k in (c.doc_key, content_key(c.text))
     }
     return split, used, questions["eval"]
 
 
-def _multiple_choice_task(questions: list[mmlu.Question], tokenizer) -> MultipleChoiceTask:
+def multiple_choice_task(questions: list[mmlu.Question], tokenizer) -> MultipleChoiceTask:
     """The questions tokenised as the model is scored on them: the prompt, and each choice as a
     continuation encoded on its own (a leading space, as after "Answer:")."""
     continuations = [[q.continuation(c) for c in range(len(q.choices))] for q in questions]
@@ -420,14 +396,14 @@ def _generic_chunks(
             f"the generic source {cfg.source!r} yielded no documents (paths={cfg.paths}, "
             f"name={cfg.name}, include={cfg.include}, exclude={cfg.exclude}, where={cfg.where})"
         )
-    keyed = [(doc, _content_key(doc.text)) for doc in docs]
+    keyed = [(doc, content_key(doc.text)) for doc in docs]
     kept = [(doc, key) for doc, key in keyed if key not in exclude]
     pieces = [
         Chunk(doc.id, piece, key)
         for doc, key in tqdm(kept, desc="chunking", unit="doc")
         for piece in chunk_text(doc.text, max_chars, min_chars)
     ]
-    chunks = [c for c in pieces if _content_key(c.text) not in exclude]
+    chunks = [c for c in pieces if content_key(c.text) not in exclude]
     if not chunks:
         raise ValueError(
             f"the generic source has no chunk of at least {min_chars} characters "
@@ -466,7 +442,7 @@ def _heldout_mask(
     with_text = defaultdict(list)  # content key -> the chunks with that content
     texts_of = defaultdict(set)  # document content key -> its chunks' content keys
     for i, chunk in enumerate(chunks):
-        key = _content_key(chunk.text)
+        key = content_key(chunk.text)
         with_text[key].append(i)
         texts_of[chunk.doc_key].add(key)
     units = [
@@ -503,7 +479,7 @@ def _heldout_mask(
     return heldout
 
 
-def _specialist_domains(
+def specialist_domains(
     tokens: np.ndarray, seq_len: int, tokenizer, embedder: Embedder, clustering
 ) -> np.ndarray:
     """The nearest domain of every specialist `train` sequence, from the embedding of its text."""

@@ -16,8 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from domains.preparation import prepare
 from domains.store import read_manifest
-from domains.text import prepare
 from experiments.config import check_config, register_configs
 
 log = logging.getLogger(__name__)

@@ -22,6 +22,7 @@ from tokenizers import Tokenizer
 
 from domains.chunking import chunk_text
 from domains.loading import load_data
+from domains.preparation import prepare
 from domains.store import (
     GENERIC_SHARDS,
     MANIFEST_FILE,
@@ -30,7 +31,7 @@ from domains.store import (
     read_manifest,
     shard_path,
 )
-from domains.text import TextDataConfig, prepare
+from domains.text import TextDataConfig
 from experiments.prepare import run as run_prepare
 from experiments.train import train
 from tests.conftest import compose_config

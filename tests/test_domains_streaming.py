@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
+from domains.preparation import prepare
 from domains.store import GENERIC_SHARDS, load_domain_data, read_index, read_manifest, shard_path
-from domains.text import prepare
 from tests.test_domains_pipeline import SEQ_LEN, data_config, marker, normal, write_corpus
 
 FILES = 4

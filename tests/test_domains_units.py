@@ -21,7 +21,7 @@ from domains.data import TokenSequences
 from domains.embed import Embedder, EmbeddingConfig
 from domains.sources import SourceConfig, read_documents
 from domains.store import pack
-from domains.text import Chunk, TextDataConfig, _content_key, _heldout_mask
+from domains.text import Chunk, TextDataConfig, _heldout_mask, content_key
 from domains.tokenizer import EOS, encode, eos_id, train_tokenizer
 
 # --- chunking ---------------------------------------------------------------------------------
@@ -325,7 +325,7 @@ def test_packed_chunks_follow_the_token_sequences_layout():
 
 def documents(texts: dict[str, list[str]]) -> list[Chunk]:
     return [
-        Chunk(doc, t, _content_key("\n".join(parts))) for doc, parts in texts.items() for t in parts
+        Chunk(doc, t, content_key("\n".join(parts))) for doc, parts in texts.items() for t in parts
     ]
 
 
@@ -347,7 +347,7 @@ def test_heldout_units_are_whole_documents_by_content():
         by_doc, by_text = {}, {}
         for chunk, held in zip(chunks, heldout, strict=True):
             by_doc.setdefault(chunk.doc_id, set()).add(held)
-            by_text.setdefault(_content_key(chunk.text), set()).add(held)
+            by_text.setdefault(content_key(chunk.text), set()).add(held)
         assert all(len(splits) == 1 for splits in by_text.values())
         assert by_doc["doc0"] == by_doc["doc0 copy"]
         # Only documents sharing a chunk with a held-out document are split.

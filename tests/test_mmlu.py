@@ -14,9 +14,10 @@ from torch import nn
 
 from domains import mmlu
 from domains.data import MultipleChoiceTask
+from domains.preparation import prepare
 from domains.sources import Document
 from domains.store import read_manifest, read_task
-from domains.text import _content_key, _mmlu_split, prepare
+from domains.text import _mmlu_split, content_key
 from experiments.config import check_config
 from experiments.train import train
 from models.scoring import score
@@ -40,8 +41,8 @@ def test_dev_and_test_questions_never_share_a_prompt():
     """Checked on every subject's real files, and on a made-up copy: a test question whose
     prompt is also a dev prompt (up to case and spacing) is dropped from the scored split."""
     for subject in mmlu.subjects():
-        dev = {_content_key(q.prompt) for q in mmlu.read_questions(subject, "dev")}
-        assert not dev & {_content_key(q.prompt) for q in mmlu.read_questions(subject, "test")}
+        dev = {content_key(q.prompt) for q in mmlu.read_questions(subject, "dev")}
+        assert not dev & {content_key(q.prompt) for q in mmlu.read_questions(subject, "test")}
     dev = mmlu.read_questions(SUBJECT, "dev")
     copied = mmlu.Question(SUBJECT, "test", 999, dev[0].question.upper(), dev[0].choices, 1)
     docs = [
@@ -51,7 +52,7 @@ def test_dev_and_test_questions_never_share_a_prompt():
     split, used, scored = _mmlu_split(docs, max_chars=512)
     assert [q.index for q in scored] == [0, 1, 2]
     assert len(split["train"]) == 5 and len(split["eval"]) == 3
-    assert _content_key(dev[0].text) in used
+    assert content_key(dev[0].text) in used
 
 
 class Bigram(nn.Module):
