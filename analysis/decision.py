@@ -20,6 +20,8 @@ import itertools
 import numpy as np
 import pandas as pd
 
+from analysis.paired import Interval, paired_interval
+
 # Metric (a summary column) -> +1 when higher is better, -1 when lower is.
 METRICS = {"target_loss": -1, "mmlu/bpb": -1, "mmlu/correct_prob": +1, "mmlu/acc": +1}
 RESAMPLES = 2000
@@ -125,6 +127,34 @@ def _with_target(runs: pd.DataFrame) -> pd.DataFrame:
     return runs.assign(target=subject.astype(str))
 
 
+def gains_table(runs: pd.DataFrame, baseline: str = "uniform") -> pd.DataFrame:
+    """Per subject and mixer: its paired gain over `baseline` in every metric (positive: better;
+    a loss gain is the baseline's loss minus the mixer's), mean [95 % t-interval] over the seeds
+    both ran. Does the mixture that lowers the specialist loss also raise the task's scores?"""
+    done = runs[runs["status"] == "completed"]
+    columns = [m for m in METRICS if m in done]
+    rows = []
+    for (target, mixer), group in done.groupby(["target", "mixer_label"], sort=True):
+        base = done[(done["target"] == target) & (done["mixer_label"] == baseline)]
+        if mixer == baseline or base.empty:
+            continue
+        row = {"subject": target, "mixer": mixer}
+        for metric in columns:
+            gain = METRICS[metric] * (
+                group.set_index("seed")[metric] - base.set_index("seed")[metric]
+            )
+            interval = paired_interval(gain.dropna().to_numpy())
+            row[metric] = _gain_cell(interval)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _gain_cell(interval: Interval) -> str:
+    if np.isnan(interval.low):
+        return f"{interval.mean:+.4f} ({interval.n} seed(s))"
+    return f"{interval.mean:+.4f} [{interval.low:+.4f}, {interval.high:+.4f}]"
+
+
 def _cell(mean: float, low: float, high: float) -> str:
     return "–" if np.isnan(mean) else f"{mean:.2f} [{low:.2f}, {high:.2f}]"
 
@@ -173,6 +203,20 @@ def decision_section(small: pd.DataFrame | None, large: pd.DataFrame | None) -> 
         "",
         pd.concat(means, ignore_index=True).to_markdown(index=False, disable_numparse=True),
         "",
+        "Gain over uniform at each scale (positive: better; paired by seed, mean [95 % "
+        "t-interval]): does a lower specialist loss come with a better score on the task?",
+        "",
+    ]
+    for scale, runs in (("small", small), ("large", large)):
+        gains = gains_table(runs)
+        if len(gains):
+            lines += [
+                f"*{scale} scale*",
+                "",
+                gains.to_markdown(index=False, disable_numparse=True),
+                "",
+            ]
+    lines += [
         f"Decision accuracy over {int(table['pairs'].max()) if len(table) else 0} "
         "(subject, mixer pair)s: the share ordered alike by a small-scale metric (rows) and a "
         "large-scale one (columns), with a 95 % bootstrap interval over seeds "

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from analysis.decision import decision_table
+from analysis.decision import decision_table, gains_table
 
 # Mean specialist loss per target and mixer at each scale.
 SMALL = {"A": {"uniform": 3.0, "importance": 2.9, "dga": 2.8}, "B": {"uniform": 3.0, "dga": 2.5}}
@@ -62,3 +62,15 @@ def test_only_runs_both_scales_share_are_compared():
     small.loc[small["mixer_label"] == "importance", "status"] = "failed"
     table = decision_table(small, summary(LARGE), "target", metrics={"target_loss": -1})
     assert table.loc[0, "pairs"] == 2 and table.loc[0, "accuracy"] == pytest.approx(1.0)
+
+
+def test_gains_over_uniform_are_paired_by_seed_and_signed_better_positive():
+    runs = summary({"A": {"uniform": 3.0, "dga": 2.8}})
+    runs.loc[runs["mixer_label"] == "dga", "target_loss"] += [0.0, 0.1, -0.1]
+    runs.loc[runs["mixer_label"] == "dga", "mmlu/acc"] = [7.0, 7.0, 7.3]  # uniform: 7.0
+    gains = gains_table(runs).set_index("mixer")
+    # Loss gains 0.2, 0.1, 0.3: mean 0.2, sd 0.1, t(0.975, 2) = 4.303 -> half 0.2484.
+    assert gains.loc["dga", "target_loss"] == "+0.2000 [-0.0484, +0.4484]"
+    # Accuracy gains 0, 0, 0.3: mean 0.1, sd 0.1732 -> half 0.4303.
+    assert gains.loc["dga", "mmlu/acc"] == "+0.1000 [-0.3303, +0.5303]"
+    assert list(gains.index) == ["dga"]  # uniform is the baseline, not a row
