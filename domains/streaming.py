@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import pickle
 import shutil
 import sys
@@ -202,11 +203,25 @@ def _task_dirs(work: Path) -> list[Path]:
     return sorted((work / "encode").iterdir())
 
 
-def _embeddings(task: Path, dim: int) -> np.ndarray:
+def _rows(path: Path, dtype, width: int, start: int, count: int) -> np.ndarray:
+    """Rows [start, start + count) of a flat binary file of `width`-wide rows, read (not
+    memory-mapped: mapped pages of a file the size of the corpus would count in the process's
+    resident memory)."""
+    itemsize = np.dtype(dtype).itemsize
+    flat = np.fromfile(path, dtype=dtype, count=count * width, offset=start * width * itemsize)
+    return flat.reshape(-1, width)
+
+
+def _embedding_blocks(task: Path, dim: int, block: int):
+    """(first row, rows) of a task's embeddings, `block` rows at a time, as float32."""
     path = task / "embeddings.f16"
-    if path.stat().st_size == 0:  # a task with no file (more tasks than files)
-        return np.zeros((0, dim), dtype=np.float16)
-    return np.memmap(path, dtype=np.float16, mode="r").reshape(-1, dim)
+    n = path.stat().st_size // (2 * dim)
+    for start in range(0, n, block):
+        yield start, _rows(path, np.float16, dim, start, min(block, n - start)).astype(np.float32)
+
+
+def _embedding_count(task: Path, dim: int) -> int:
+    return (task / "embeddings.f16").stat().st_size // (2 * dim)
 
 
 class ClusterStage(_Stage):
@@ -215,16 +230,18 @@ class ClusterStage(_Stage):
     def run(self, data, rank: int = 0, world_size: int = 1):
         cfg = self.cfg
         dim = Embedder(cfg.embedding, self.cache_dir).encode(["dimension"], progress=False).shape[1]
-        tasks = [_embeddings(task, dim) for task in _task_dirs(self.work)]
-        total = sum(len(e) for e in tasks)
+        tasks = _task_dirs(self.work)
+        total = sum(_embedding_count(task, dim) for task in tasks)
         check_clustering(
             total, cfg.num_domains, cfg.coarse_domains, cfg.fine_allocation, cfg.min_domain_chunks
         )
         stride = max(1, math.ceil(total / cfg.streaming.kmeans_sample))
-        starts = np.cumsum([0] + [len(e) for e in tasks])
-        sample = np.concatenate(  # every stride-th chunk of the corpus, in corpus order
-            [e[(-start) % stride :: stride] for e, start in zip(tasks, starts, strict=False)]
-        ).astype(np.float32)
+        sample, at = [np.zeros((0, dim), dtype=np.float32)], 0  # at: the corpus row of a block
+        for task in tasks:  # every stride-th chunk of the corpus, in corpus order
+            for start, rows in _embedding_blocks(task, dim, cfg.streaming.batch_chunks * stride):
+                sample.append(rows[(-(at + start)) % stride :: stride])
+            at += _embedding_count(task, dim)
+        sample = np.concatenate(sample)
         sample /= np.maximum(np.linalg.norm(sample, axis=1, keepdims=True), 1e-12)
         # Small clusters are judged on the sample: min_domain_chunks scaled down with it.
         clustering = fit_clustering(
@@ -250,16 +267,10 @@ class AssignStage(_Stage):
         clustering = Clustering.load(self.work / "cluster" / CLUSTERING_FILE)
         dim = json.loads((self.work / "cluster" / "dim.json").read_text())["dim"]
         for task in _task_dirs(self.work)[rank::world_size]:
-            embeddings = _embeddings(task, dim)
-            step = self.cfg.streaming.batch_chunks
-            domains = np.concatenate(
-                [np.zeros(0, dtype=np.int32)]
-                + [
-                    clustering.assign(embeddings[i : i + step].astype(np.float32)).astype(np.int32)
-                    for i in range(0, len(embeddings), step)
-                ]
-            )
-            np.save(task / "domains.npy", domains)
+            blocks = _embedding_blocks(task, dim, self.cfg.streaming.batch_chunks)
+            domains = [np.zeros(0, dtype=np.int32)]
+            domains += [clustering.assign(rows).astype(np.int32) for _, rows in blocks]
+            np.save(task / "domains.npy", np.concatenate(domains))
         return data
 
 
@@ -290,15 +301,15 @@ class WriteStage(_Stage):
             chunks += np.bincount(domains, minlength=k)
         starts = np.cumsum(sizes, axis=1) - sizes
         # Copy pass: each batch's chunks to the next free place of their (split, domain) section.
+        # Written with pwrite, read with reads: memory-mapped, the shards' pages would count in
+        # this process's resident memory, which would then grow with the corpus.
         cursor = starts.copy()
         shards = {}
         targets = []
         for split, name in enumerate(GENERIC_SHARDS.values()):
-            path = shard_path(out, name)
-            total = int(sizes[split].sum())
-            targets.append(
-                np.memmap(path, dtype=dtype, mode="w+", shape=(total,)) if total else None
-            )
+            with open(shard_path(out, name), "wb") as f:
+                f.truncate(int(sizes[split].sum()) * dtype.itemsize)
+            targets.append(os.open(shard_path(out, name), os.O_WRONLY))
         rows = pa.schema(
             [
                 ("doc_id", pa.string()),
@@ -313,21 +324,17 @@ class WriteStage(_Stage):
             for task, lengths, held, domains, doc_ids in _chunk_batches(
                 tasks, self.cfg.streaming.batch_chunks, with_ids=True
             ):
-                tokens = np.memmap(task / "tokens.bin", dtype=dtype, mode="r")
                 span = lengths + 1
-                source = read[task] + np.cumsum(span) - span
+                tokens = _rows(task / "tokens.bin", dtype, 1, read[task], int(span.sum()))[:, 0]
                 read[task] += int(span.sum())
+                source = np.cumsum(span) - span
                 dest = np.empty(len(span), dtype=np.int64)
                 for split in (0, 1):
                     mine = np.flatnonzero(held == split)
                     dest[mine] = _place(cursor[split], domains[mine], span[mine])
-                    within = np.arange(span[mine].sum()) - np.repeat(
-                        np.cumsum(span[mine]) - span[mine], span[mine]
-                    )
-                    if len(mine):
-                        targets[split][np.repeat(dest[mine], span[mine]) + within] = tokens[
-                            np.repeat(source[mine], span[mine]) + within
-                        ]
+                    for i in mine.tolist():
+                        chunk = tokens[source[i] : source[i] + span[i]]
+                        os.pwrite(targets[split], chunk.tobytes(), int(dest[i]) * dtype.itemsize)
                 index.write_table(
                     pa.table(
                         {
@@ -341,8 +348,7 @@ class WriteStage(_Stage):
                     )
                 )
             for target in targets:
-                if target is not None:
-                    target.flush()
+                os.close(target)
             sample = self.sample()
             specialist_tokens = {}
             for part, name in SPECIALIST_SHARDS.items():
