@@ -10,7 +10,9 @@ process, documents/s, each stage's time, the speed-up from 1 to 2 workers, and t
 extrapolated to 10^8 documents on N workers from the measured rates.
 
 Embedding: hashed n-grams (`data.embedding.model=hashed-ngrams`), the cheap CPU option
-(benchmarks/prepare.py). The corpus is written under the cache, never committed.
+(benchmarks/prepare.py); k-means on 100,000 embeddings at both sizes (`--kmeans-sample`, below
+the small corpus's chunk count), so that the memory compared is what grows with the corpus. The
+corpus is written under the cache, never committed.
 
     python -m benchmarks.prepare_scale [--documents 1000000] [--small 100000]   (make bench-scale)
 """
@@ -62,7 +64,7 @@ def build_corpus(folder: Path, documents: int, cache_dir: Path) -> None:
 
 
 def prepare_command(
-    corpus: Path, cache_dir: Path, workers: int, files: int, coarse: int, fine: int
+    corpus: Path, cache_dir: Path, workers: int, files: int, coarse: int, fine: int, sample: int
 ) -> list[str]:
     """The preparation as a user runs it; its Hydra log goes to the cache folder."""
     paths = [str(corpus / "generic" / f"part{f:02d}.jsonl") for f in range(files)]
@@ -82,6 +84,7 @@ def prepare_command(
         "data.streaming.enabled=true",
         f"data.streaming.tasks={TASKS}",
         f"data.streaming.workers={workers}",
+        f"data.streaming.kmeans_sample={sample}",
         f"model.context_length={CONTEXT}",
         f"paths.cache_dir={cache_dir}",
         f"hydra.run.dir={cache_dir}",
@@ -127,6 +130,9 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=100_000)
     parser.add_argument("--coarse", type=int, default=64)
     parser.add_argument("--fine", type=int, default=64, help="fine domains per coarse cluster")
+    # Below the small corpus's chunks, so that both sizes fit k-means on the same number of
+    # embeddings: what is compared is then the memory that grows with the corpus.
+    parser.add_argument("--kmeans-sample", type=int, default=100_000)
     args = parser.parse_args()
     cache = Path(os.environ.get("MIXBENCH_CACHE", "~/.cache/mixbench")).expanduser()
     root = cache / "scale"
@@ -144,7 +150,9 @@ def main() -> None:
         cache_dir = root / name
         print(f"{name}: {documents:,} documents, {workers} worker(s)", flush=True)
         run = measured_run(
-            prepare_command(corpus, cache_dir, workers, files, args.coarse, args.fine),
+            prepare_command(
+                corpus, cache_dir, workers, files, args.coarse, args.fine, args.kmeans_sample
+            ),
             root / f"{name}.log",
         )
         manifest = read_manifest(artifact(cache_dir))
@@ -194,6 +202,7 @@ def main() -> None:
                 "tasks": TASKS,
                 "context": CONTEXT,
                 "embedding": "hashed-ngrams",
+                "kmeans_sample": args.kmeans_sample,
                 "extrapolation": "sample + cluster (fixed) + encode and assign over N workers at "
                 "the measured one-worker rate + write (one process) at its measured rate",
             },

@@ -81,6 +81,24 @@ def main() -> None:
         t = prepare["tokenizer"]
         print(f"| BPE training | {t['train_mb_per_s']:.2f} MB/s |")
         print(f"| tokenization | {t['encode_mb_per_s']:.2f} MB/s |")
+    if scale := _load("prepare_scale"):  # `make bench-scale`
+        print(f"\nStreaming preparation, k = {scale['settings']['domains']} (make bench-scale):\n")
+        print("| run | documents | chunks | workers | seconds | documents/s | peak RSS MB |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for name, r in scale["runs"].items():
+            print(
+                f"| {name} | {r['documents']:,} | {r['chunks']:,} | {r['workers']} | "
+                f"{r['seconds']:.0f} | {r['documents_per_s']:,.0f} | {r['peak_rss_mb']:,.0f} |"
+            )
+        hours = ", ".join(
+            f"{n} workers {h} h" for n, h in scale["extrapolated_hours_1e8_documents"].items()
+        )
+        print(
+            f"\npeak RSS at 1M / at 100k documents = **{scale['peak_rss_ratio']:.2f}** (target "
+            f"<= {scale['targets']['peak_rss_ratio']}); speed-up from 1 to 2 workers = "
+            f"**{scale['speedup_2_workers']:.2f}** (target >= {scale['targets']['speedup_2_workers']}"
+            f"); 10^8 documents extrapolated: {hours}.\n"
+        )
 
 
 if __name__ == "__main__":

@@ -239,7 +239,7 @@ class ClusterStage(_Stage):
         sample, at = [np.zeros((0, dim), dtype=np.float32)], 0  # at: the corpus row of a block
         for task in tasks:  # every stride-th chunk of the corpus, in corpus order
             for start, rows in _embedding_blocks(task, dim, cfg.streaming.batch_chunks * stride):
-                sample.append(rows[(-(at + start)) % stride :: stride])
+                sample.append(rows[(-(at + start)) % stride :: stride].copy())  # not a view
             at += _embedding_count(task, dim)
         sample = np.concatenate(sample)
         sample /= np.maximum(np.linalg.norm(sample, axis=1, keepdims=True), 1e-12)
