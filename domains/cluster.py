@@ -251,3 +251,51 @@ def _merge_small(
             }
         )
     return compact.astype(np.int64)
+
+
+def merge_small_domains(
+    clustering: Clustering,
+    chunks: np.ndarray,
+    train_tokens: np.ndarray,
+    min_chunks: int,
+    seq_len: int,
+) -> tuple[Clustering, np.ndarray, list[dict]]:
+    """Merges every domain with fewer than `min_chunks` chunks or without one training sequence
+    (more than `seq_len` tokens) into the domain of its coarse cluster whose centroid is nearest,
+    smallest first. For a streaming preparation, which fits k-means on a sample and learns the
+    domains' sizes over the whole corpus only after assigning every chunk. Returns the clustering
+    with domains renumbered 0..k'-1, each old domain's new number, and the merges."""
+    k = clustering.num_domains
+    coarse = clustering.coarse_of()
+    coarse = np.zeros(k, dtype=np.int64) if coarse is None else coarse
+    owner = np.arange(k)  # each domain's surviving domain (by its old number)
+    chunks, train_tokens = chunks.astype(np.int64).copy(), train_tokens.astype(np.int64).copy()
+    centroids = np.stack(
+        [clustering.fine_centroids[clustering.fine_domain == d].mean(axis=0) for d in range(k)]
+    )
+    merges: list[dict] = []
+    while True:
+        alive = np.flatnonzero(owner == np.arange(k))
+        small = alive[(chunks[alive] < min_chunks) | (train_tokens[alive] <= seq_len)]
+        small = [d for d in small if ((coarse[alive] == coarse[d]) & (alive != d)).any()]
+        if not small:
+            break
+        d = min(small, key=lambda d: (chunks[d], d))
+        others = alive[(coarse[alive] == coarse[d]) & (alive != d)]
+        target = int(others[np.argmax(centroids[others] @ centroids[d])])
+        merges.append({"level": "fine, full corpus", "domain": int(d), "chunks": int(chunks[d])})
+        owner[owner == d] = target
+        chunks[target] += chunks[d]
+        train_tokens[target] += train_tokens[d]
+    survivors, remap = np.unique(owner, return_inverse=True)
+    for merge in merges:
+        merge["into"] = int(np.searchsorted(survivors, owner[merge["domain"]]))
+    merged = Clustering(
+        clustering.fine_centroids,
+        clustering.fine_group,
+        remap[clustering.fine_domain],
+        clustering.coarse_centroids,
+        clustering.coarse_group,
+        [*clustering.merges, *merges],
+    )
+    return merged, remap.astype(np.int64), merges

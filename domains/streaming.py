@@ -47,7 +47,7 @@ from datatrove.pipeline.base import PipelineStep
 
 from domains.cache import build_once, file_sha256
 from domains.chunking import chunk_text
-from domains.cluster import Clustering, check_clustering, fit_clustering
+from domains.cluster import Clustering, check_clustering, fit_clustering, merge_small_domains
 from domains.embed import Embedder
 from domains.sources import provenance, read_files, source_files
 from domains.store import (
@@ -256,6 +256,7 @@ class ClusterStage(_Stage):
         )
         (self.work / "cluster").mkdir(exist_ok=True)
         clustering.save(self.work / "cluster" / CLUSTERING_FILE)
+        (self.work / "cluster" / "merges.json").write_text(json.dumps(clustering.merges))
         (self.work / "cluster" / "dim.json").write_text(json.dumps({"dim": dim, "stride": stride}))
         return data
 
@@ -289,16 +290,24 @@ class WriteStage(_Stage):
         (out / "shards").mkdir(parents=True, exist_ok=True)
         tokenizer = self.tokenizer()
         tokenizer.save(str(out / TOKENIZER_FILE))
-        shutil.copy(self.work / "cluster" / CLUSTERING_FILE, out / CLUSTERING_FILE)
-        clustering = Clustering.load(out / CLUSTERING_FILE)
+        clustering = Clustering.load(self.work / "cluster" / CLUSTERING_FILE)
+        clustering.merges = json.loads((self.work / "cluster" / "merges.json").read_text())
         k, dtype = clustering.num_domains, token_dtype(tokenizer.get_vocab_size())
         tasks = _task_dirs(self.work)
 
-        # Counting pass: tokens (with EOS) and chunks of every (split, domain).
+        # Counting pass: tokens (with EOS) and chunks of every (split, domain); then the domains
+        # too small over the whole corpus (k-means saw a sample) are merged into neighbours.
         sizes, chunks = np.zeros((2, k), dtype=np.int64), np.zeros(k, dtype=np.int64)
         for _, lengths, held, domains in _chunk_batches(tasks, self.cfg.streaming.batch_chunks):
             np.add.at(sizes, (held.astype(int), domains), lengths + 1)
             chunks += np.bincount(domains, minlength=k)
+        clustering, remap, _ = merge_small_domains(
+            clustering, chunks, sizes[0], cfg.min_domain_chunks, self.seq_len
+        )
+        k = clustering.num_domains
+        sizes = np.stack([np.bincount(remap, weights=row, minlength=k) for row in sizes])
+        sizes, chunks = sizes.astype(np.int64), np.bincount(remap, chunks, k).astype(np.int64)
+        clustering.save(out / CLUSTERING_FILE)
         starts = np.cumsum(sizes, axis=1) - sizes
         # Copy pass: each batch's chunks to the next free place of their (split, domain) section.
         # Written with pwrite, read with reads: memory-mapped, the shards' pages would count in
@@ -321,9 +330,10 @@ class WriteStage(_Stage):
         )
         with pq.ParquetWriter(out / INDEX_FILE, rows) as index:
             read = dict.fromkeys(tasks, 0)  # tokens of each task's file copied so far
-            for task, lengths, held, domains, doc_ids in _chunk_batches(
+            for task, lengths, held, old_domains, doc_ids in _chunk_batches(
                 tasks, self.cfg.streaming.batch_chunks, with_ids=True
             ):
+                domains = remap[old_domains]
                 span = lengths + 1
                 tokens = _rows(task / "tokens.bin", dtype, 1, read[task], int(span.sum()))[:, 0]
                 read[task] += int(span.sum())

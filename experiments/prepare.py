@@ -26,6 +26,7 @@ register_configs()
 
 # Domains shown in the summary table (the paper's counts run to thousands; the manifest has all).
 MAX_ROWS = 64
+MAX_MERGES_SHOWN = 10
 
 
 def summary_table(manifest: dict) -> Table:
@@ -71,8 +72,11 @@ def print_summary(folder: Path, console: Console | None = None) -> None:
         f"specialist: {specialist['documents']} documents -> train {specialist['train_tokens']:,} "
         f"tokens, eval {specialist['eval_tokens']:,} tokens"
     )
-    for merge in manifest["merges"]:
+    merges = manifest["merges"]
+    for merge in merges[:MAX_MERGES_SHOWN]:
         console.print(f"small cluster: {merge}")
+    if len(merges) > MAX_MERGES_SHOWN:
+        console.print(f"... and {len(merges) - MAX_MERGES_SHOWN} more small clusters merged")
     timings = ", ".join(f"{stage} {s:.1f} s" for stage, s in manifest["timings_s"].items())
     console.print(f"preparation time: {timings}")
     console.print(f"artifacts: {folder}")

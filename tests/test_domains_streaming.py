@@ -187,3 +187,20 @@ def test_slurm_submits_the_stages_as_chained_jobs(tmp_path, monkeypatch):
     (work,) = (tmp_path / "cache" / "domains").glob(".*.work")
     script = (work / "logs" / "EncodeStage" / "launch_script.slurm").read_text()
     assert "#SBATCH --array=0-7" in script and "#SBATCH --partition=cpu" in script
+
+
+def test_domains_too_small_over_the_whole_corpus_are_merged(corpus):
+    """k-means sees a sample (here 30 chunks), so a domain may turn out small over the corpus."""
+    root, _ = corpus
+    cache = root / "small_sample"
+    extra = ("data.num_domains=8", "data.min_domain_chunks=8", "data.streaming.kmeans_sample=30")
+    folder = prepare(streaming_config(root / "corpus", cache, 2, *extra), SEQ_LEN, cache)
+    manifest = read_manifest(folder)
+    late = [m for m in manifest["merges"] if m["level"] == "fine, full corpus"]
+    assert late and all(m["chunks"] < 8 for m in late)
+    assert len(manifest["domains"]) == 8 - len(late)
+    for entry in manifest["domains"]:
+        assert entry["chunks"] >= 8 and entry["train_tokens"] > SEQ_LEN
+    data = load_domain_data(folder)  # every domain has a training sequence
+    index = read_index(folder)
+    assert sorted(set(index["domain"][index["domain"] >= 0])) == list(range(data.num_domains))

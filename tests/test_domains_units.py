@@ -16,7 +16,7 @@ import pytest
 
 from domains.cache import build_once, stable_hash, texts_digest
 from domains.chunking import chunk_text
-from domains.cluster import Clustering, fit_clustering
+from domains.cluster import Clustering, fit_clustering, merge_small_domains
 from domains.data import TokenSequences
 from domains.embed import Embedder, EmbeddingConfig
 from domains.sources import SourceConfig, read_documents
@@ -365,3 +365,24 @@ def test_a_domain_of_too_few_documents_is_named():
 def test_embeddings_stay_float32_on_a_cpu(tmp_path):
     assert Embedder(EmbeddingConfig(device="cpu"), tmp_path).precision == "float32"
     assert Embedder(EmbeddingConfig(model="hashed-ngrams"), tmp_path).precision == "float32"
+
+
+def test_domains_too_small_over_the_whole_corpus_merge_into_their_nearest_neighbour():
+    # Two coarse clusters: domains 0, 1, 2 in cluster 0 and 3, 4 in cluster 1; domain 1 points
+    # the way of domain 2, not 0; domain 4 has chunks but no training sequence.
+    e = np.eye(4, dtype=np.float32)
+    clustering = Clustering(
+        fine_centroids=np.stack([e[0], (e[1] + 3 * e[2]) / np.sqrt(10), e[2], e[3], e[1]]),
+        fine_group=np.array([0, 0, 0, 1, 1]),
+        fine_domain=np.arange(5),
+        coarse_centroids=np.stack([e[0], e[3]]),
+        coarse_group=np.array([0, 1]),
+    )
+    chunks = np.array([20, 3, 20, 20, 30])
+    train_tokens = np.array([900, 200, 900, 900, 100])
+    merged, remap, merges = merge_small_domains(clustering, chunks, train_tokens, 16, seq_len=128)
+    assert remap.tolist() == [0, 1, 1, 2, 2]  # 1 into 2, 4 into 3, then renumbered
+    assert merged.num_domains == 3 and merged.coarse_of().tolist() == [0, 0, 1]
+    assert [(m["domain"], m["into"]) for m in merges] == [(1, 1), (4, 2)]
+    # New text lands in the merged domains: near old domain 1 (now 1), near old 3 (now 2).
+    assert merged.assign(np.stack([e[1], e[3]])).tolist() == [1, 2]
