@@ -18,7 +18,7 @@ once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 
 import numpy as np
@@ -57,20 +57,22 @@ def model_path(name: str) -> str:
     return name
 
 
+@cache
+def hashed_projection():
+    """The fixed random projection of the hashed n-grams (seeded: the same at every call); built
+    once per process (about 2 s): a streaming preparation embeds in many tasks per worker."""
+    from scipy import sparse
+    from sklearn.random_projection import SparseRandomProjection
+
+    # About 16 non-zero entries (+-1) per feature: unrelated texts land near-orthogonal.
+    projection = SparseRandomProjection(HASHED_DIMENSIONS, density=1 / 16, random_state=0)
+    return projection.fit(sparse.csr_matrix((1, HASHED_FEATURES), dtype=np.float32))
+
+
 class Embedder:
     def __init__(self, cfg: EmbeddingConfig, cache_dir: Path):
         self.cfg = cfg
         self.cache_dir = cache_dir
-
-    @cached_property
-    def projection(self):
-        """The fixed random projection of the hashed n-grams (seeded: the same at every call)."""
-        from scipy import sparse
-        from sklearn.random_projection import SparseRandomProjection
-
-        # About 16 non-zero entries (+-1) per feature: unrelated texts land near-orthogonal.
-        projection = SparseRandomProjection(HASHED_DIMENSIONS, density=1 / 16, random_state=0)
-        return projection.fit(sparse.csr_matrix((1, HASHED_FEATURES), dtype=np.float32))
 
     def _encode_hashed(self, texts: list[str]) -> np.ndarray:
         from sklearn.feature_extraction.text import HashingVectorizer
@@ -79,7 +81,7 @@ class Embedder:
             n_features=HASHED_FEATURES, ngram_range=(1, 2), alternate_sign=False, norm=None
         ).transform(texts)
         counts.data = np.log1p(counts.data)
-        vectors = np.asarray(self.projection.transform(counts).todense(), dtype=np.float32)
+        vectors = np.asarray(hashed_projection().transform(counts).todense(), dtype=np.float32)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.maximum(norms, 1e-12)
 
