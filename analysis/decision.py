@@ -20,7 +20,7 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from analysis.paired import Interval, paired_interval
+from analysis.paired import MIN_SEEDS, Interval, paired_interval
 
 # Metric (a summary column) -> +1 when higher is better, -1 when lower is.
 METRICS = {"target_loss": -1, "mmlu/bpb": -1, "mmlu/correct_prob": +1, "mmlu/acc": +1}
@@ -91,6 +91,8 @@ def decision_table(
         for _ in range(resamples)
     ]
     pairs = _agreement_pairs(grids)
+    # Resampling one or two seeds gives an interval that only looks exact: none below MIN_SEEDS.
+    seeds = min((len(rows) for scale in every.values() for rows in scale.values()), default=0)
     rows = []
     for chosen in itertools.product(present, present):
         signs = tuple(metrics[m] for m in chosen)
@@ -101,8 +103,9 @@ def decision_table(
                 "large_metric": chosen[1],
                 "pairs": pairs,
                 "accuracy": _agreement(grids["small"], grids["large"], chosen, signs, every),
-                "low": float(np.nanpercentile(boot, 2.5)),
-                "high": float(np.nanpercentile(boot, 97.5)),
+                "low": float(np.nanpercentile(boot, 2.5)) if seeds >= MIN_SEEDS else np.nan,
+                "high": float(np.nanpercentile(boot, 97.5)) if seeds >= MIN_SEEDS else np.nan,
+                "seeds": seeds,
             }
         )
     return pd.DataFrame(rows)
@@ -156,7 +159,9 @@ def _gain_cell(interval: Interval) -> str:
 
 
 def _cell(mean: float, low: float, high: float) -> str:
-    return "–" if np.isnan(mean) else f"{mean:.2f} [{low:.2f}, {high:.2f}]"
+    if np.isnan(mean):
+        return "–"
+    return f"{mean:.2f}" if np.isnan(low) else f"{mean:.2f} [{low:.2f}, {high:.2f}]"
 
 
 def decision_section(small: pd.DataFrame | None, large: pd.DataFrame | None) -> list[str]:
@@ -220,7 +225,9 @@ def decision_section(small: pd.DataFrame | None, large: pd.DataFrame | None) -> 
         f"Decision accuracy over {int(table['pairs'].max()) if len(table) else 0} "
         "(subject, mixer pair)s: the share ordered alike by a small-scale metric (rows) and a "
         "large-scale one (columns), with a 95 % bootstrap interval over seeds "
-        "(analysis/decision.py). 0.5 is what a coin would reach.",
+        "(analysis/decision.py; none with fewer than "
+        f"{MIN_SEEDS} seeds: this table has {int(table['seeds'].min()) if len(table) else 0}). "
+        "0.5 is what a coin would reach.",
         "",
         grid.rename(columns={"small_metric": "small \\ large"}).to_markdown(
             index=False, disable_numparse=True

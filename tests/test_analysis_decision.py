@@ -74,3 +74,10 @@ def test_gains_over_uniform_are_paired_by_seed_and_signed_better_positive():
     # Accuracy gains 0, 0, 0.3: mean 0.1, sd 0.1732 -> half 0.4303.
     assert gains.loc["dga", "mmlu/acc"] == "+0.1000 [-0.3303, +0.5303]"
     assert list(gains.index) == ["dga"]  # uniform is the baseline, not a row
+
+
+def test_no_interval_below_three_seeds():
+    one_seed = summary(SMALL).query("seed == 0")
+    table = decision_table(one_seed, summary(LARGE).query("seed == 0"), "target")
+    assert table["low"].isna().all() and table["high"].isna().all()
+    assert table["accuracy"].notna().all() and (table["seeds"] == 1).all()
