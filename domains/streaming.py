@@ -44,6 +44,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.executor import LocalPipelineExecutor, SlurmPipelineExecutor
 from datatrove.pipeline.base import PipelineStep
+from tokenizers import Tokenizer
 
 from domains.cache import build_once, file_sha256
 from domains.chunking import chunk_text
@@ -98,13 +99,12 @@ class _Stage(PipelineStep):
     def min_chars(self) -> int:
         return math.ceil(self.cfg.min_chunk_fraction * self.max_chars)
 
-    def sample(self) -> dict:
+    def sampled(self) -> dict:
+        """What the sample stage found: the specialist split and the content it used."""
         with open(self.work / "sample" / "specialist.pkl", "rb") as f:
             return pickle.load(f)
 
-    def tokenizer(self):
-        from tokenizers import Tokenizer
-
+    def tokenizer(self) -> Tokenizer:
         return Tokenizer.from_file(str(self.work / "sample" / TOKENIZER_FILE))
 
     def task_files(self, rank: int, world_size: int) -> list[Path]:
@@ -116,7 +116,6 @@ class SampleStage(_Stage):
     name = "sample: specialist split and tokenizer"
 
     def run(self, data, rank: int = 0, world_size: int = 1):
-
         out = self.work / "sample"
         out.mkdir(parents=True, exist_ok=True)
         specialist, used, scored = specialist_split(
@@ -140,11 +139,10 @@ class EncodeStage(_Stage):
     name = "encode: chunk, embed, tokenize"
 
     def run(self, data, rank: int = 0, world_size: int = 1):
-
         out = self.work / "encode" / f"{rank:05d}"
         shutil.rmtree(out, ignore_errors=True)  # a retried task starts over
         out.mkdir(parents=True)
-        used = self.sample()["used"]
+        used = self.sampled()["used"]
         tokenizer, embedder = self.tokenizer(), Embedder(self.cfg.embedding, self.cache_dir)
         eos, dtype = eos_id(tokenizer), token_dtype(tokenizer.get_vocab_size())
         stats = dict.fromkeys(("documents_read", "documents", "chunks", "characters"), 0)
@@ -285,7 +283,6 @@ class WriteStage(_Stage):
         self.out, self.key, self.final = out, key, final
 
     def run(self, data, rank: int = 0, world_size: int = 1):
-
         out, cfg = self.out, self.cfg
         (out / "shards").mkdir(parents=True, exist_ok=True)
         tokenizer = self.tokenizer()
@@ -359,7 +356,7 @@ class WriteStage(_Stage):
                 )
             for target in targets:
                 os.close(target)
-            sample = self.sample()
+            sample = self.sampled()
             specialist_tokens = {}
             for part, name in SPECIALIST_SHARDS.items():
                 chunks_ = sample["specialist"][part]
