@@ -1,7 +1,9 @@
 """Prepare real-text domains: `python -m experiments.prepare data=demo data.num_domains=16`.
 
-Runs the pipeline of domains/text.py on `data` at the model's context length (unless that exact
-preparation is already in the cache: `paths.cache_dir`), then prints what each domain is (size,
+Runs the pipeline of domains/text.py (or, with `data.streaming.enabled=true`, its streaming form
+on datatrove, domains/streaming.py, locally or on SLURM) on `data` at the model's context length
+(unless that exact preparation is already in the cache: `paths.cache_dir`), then prints what each
+domain is (size,
 distinctive words, where its chunks come from) and where the artifacts are. `experiments.train`
 prepares automatically too; this is for doing it ahead of time and looking at the result.
 """
