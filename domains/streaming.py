@@ -255,7 +255,7 @@ class ClusterStage(_Stage):
         (self.work / "cluster").mkdir(exist_ok=True)
         clustering.save(self.work / "cluster" / CLUSTERING_FILE)
         (self.work / "cluster" / "merges.json").write_text(json.dumps(clustering.merges))
-        (self.work / "cluster" / "dim.json").write_text(json.dumps({"dim": dim, "stride": stride}))
+        (self.work / "cluster" / "dim.json").write_text(json.dumps({"dim": dim}))
         return data
 
 

@@ -75,7 +75,6 @@ def test_the_streaming_artifact_holds_every_generic_chunk_once(corpus, prepared)
         split: np.fromfile(shard_path(prepared, name), dtype=manifest["shards"][name]["dtype"])
         for split, name in GENERIC_SHARDS.items()
     }
-    texts = {normal(marker(r["topic"], int(r["id"][-3:]))): r for r in rows}
     for domain, split, start, length in zip(
         index["domain"][generic],
         index["split"][generic],
@@ -94,7 +93,6 @@ def test_the_streaming_artifact_holds_every_generic_chunk_once(corpus, prepared)
     assert not [
         d for d in specialist_docs if normal(marker("astronomy", int(d[-3:]))) in generic_text
     ]
-    assert len(texts) == len(rows)
     data = load_domain_data(prepared)
     assert data.num_domains == len(manifest["domains"])
     assert sum(s.num_tokens for s in data.train) > 0
