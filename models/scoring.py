@@ -84,4 +84,4 @@ def score(
         shifted = np.exp(ll - ll.max())
         totals["correct_prob"] += float(shifted[answer] / shifted.sum())
         totals["bpb"] += -ll[answer] / (math.log(2) * size[answer])
-    return {name: total / len(task) for name, total in totals.items()}
+    return {name: float(total) / len(task) for name, total in totals.items()}

@@ -18,6 +18,7 @@ from domains.preparation import prepare
 from domains.sources import Document
 from domains.store import read_manifest, read_task
 from domains.text import _mmlu_split, content_key
+from experiments.checkpoints import load_checkpoint
 from experiments.config import check_config
 from experiments.train import train
 from models.scoring import score
@@ -149,3 +150,5 @@ def test_a_run_on_an_mmlu_subject_records_the_task_scores(tmp_path):
         assert 0 < metrics["val/mmlu/correct_prob"] < 1 and metrics["val/mmlu/bpb"] > 0
     # Training on anything lowers the bits per byte of the answers of an untrained model.
     assert record["metrics_final"]["val/mmlu/bpb"] < record["metrics_initial"]["val/mmlu/bpb"]
+    # The run can be resumed: its checkpoint (with the scores in it) loads weights-only.
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["global_step"] > 0
