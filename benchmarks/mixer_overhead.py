@@ -27,7 +27,8 @@ from domains.synthetic import SyntheticDataConfig, generate
 from mixers import MIXERS, build_mixer
 from mixers.base import TrainingBatch
 from models.gpt import GPTConfig, token_losses
-from models.lm import MixtureLM, TrainConfig
+from models.lm import MixtureLM
+from models.train_config import TrainConfig
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 

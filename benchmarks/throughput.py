@@ -47,7 +47,8 @@ from experiments.preemption import SaveOnSignal
 from experiments.progress import REDRAWS_PER_SECOND, ProgressBar
 from mixers import MIXERS, build_mixer
 from models.gpt import GPTConfig, sequence_loss
-from models.lm import MixtureLM, TrainConfig
+from models.lm import MixtureLM
+from models.train_config import TrainConfig
 
 BATCH, CONTEXT, WARMUP = 16, 128, 5
 # Model sizes (GPTConfig fields) and the steps timed at each: the near-zero model's steps are

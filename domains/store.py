@@ -40,14 +40,24 @@ TASK_FILE = "task.npz"
 SHARD_DIR = "shards"
 GENERIC_SHARDS = {"train": "generic.train", "heldout": "generic.heldout"}
 SPECIALIST_SHARDS = {"train": "specialist.train", "eval": "specialist.eval"}
+INDEX_SCHEMA = pa.schema(
+    [
+        ("doc_id", pa.string()),
+        ("domain", pa.int64()),
+        ("split", pa.string()),
+        ("start", pa.int64()),
+        ("length", pa.int64()),
+    ]
+)
 
 
 class ShardWriter:
     """Appends sections of packed chunks to the shards of an artifact folder and collects the
-    index rows; `close` seals the shards (their manifest entries) and writes the index."""
+    index rows; `close` seals the shards (their manifest entries) and writes the index: the rows
+    of `index_parts` (parquet files of INDEX_SCHEMA, written by other processes) first."""
 
-    def __init__(self, folder: Path, eos: int, dtype: np.dtype):
-        self.folder, self.eos, self.dtype = folder, eos, dtype
+    def __init__(self, folder: Path, eos: int, dtype: np.dtype, index_parts: tuple[Path, ...] = ()):
+        self.folder, self.eos, self.dtype, self.index_parts = folder, eos, dtype, index_parts
         self.shards: dict[str, dict] = {}  # the manifest's entries
         self._files: dict[str, BinaryIO] = {}
         self.index: dict[str, list] = {
@@ -79,7 +89,11 @@ class ShardWriter:
         for name, file in self._files.items():
             file.close()
             self.shards[name]["sha256"] = file_sha256(shard_path(self.folder, name))
-        pq.write_table(pa.table(self.index), self.folder / INDEX_FILE)
+        with pq.ParquetWriter(self.folder / INDEX_FILE, INDEX_SCHEMA) as index:
+            for part in self.index_parts:
+                for batch in pq.ParquetFile(part).iter_batches():
+                    index.write_batch(batch)
+            index.write_table(pa.table(self.index, schema=INDEX_SCHEMA))
 
 
 def pack(chunks: list[np.ndarray], eos: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:

@@ -15,9 +15,13 @@ The stages, each a datatrove executor (`1` = one task, `N` = `data.streaming.tas
    appends them to its own files (embeddings as float16, tokens, one index row per chunk);
 3. cluster (1): k-means (faiss, flat or two-level) on at most `kmeans_sample` embeddings taken
    at an even stride over the whole corpus;
-4. assign (N): every chunk of task r to its domain, in batches;
-5. write (1): the per-domain sections of the generic shards, by one counting pass and one copy
-   pass into memmaps, the specialist shards, the index and the manifest.
+4. assign (N): every chunk of task r to its domain, in batches, and the task's tokens and
+   chunks per (split, domain);
+5. plan (1): the domains too small over the whole corpus merged into neighbours, each domain's
+   section in the generic shards, and where each task's chunks start in every section;
+6. copy (N): task r's chunks into their sections (one write per run of a domain's chunks), and
+   its rows of the index;
+7. finish (1): the specialist shards, the index, the manifest.
 Held-out documents are chosen by a seeded hash of their content (whole documents, as in
 domains/text.py, but without its per-domain guarantees, which need every chunk in memory).
 The artifact does not depend on the number of tasks: the blocks of files are contiguous, so
@@ -35,10 +39,9 @@ import pickle
 import shutil
 import sys
 import time
-from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
 
+import multiprocess
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -54,9 +57,10 @@ from domains.sources import provenance, read_files, source_files
 from domains.store import (
     CLUSTERING_FILE,
     GENERIC_SHARDS,
-    INDEX_FILE,
+    INDEX_SCHEMA,
     SPECIALIST_SHARDS,
     TARGET_DOMAIN_FILE,
+    ShardWriter,
     pack,
     read_manifest,
     shard_path,
@@ -64,9 +68,8 @@ from domains.store import (
     write_task,
 )
 from domains.text import (
-    FORMAT,
+    artifact_manifest,
     content_key,
-    domain_names,
     multiple_choice_task,
     specialist_domains,
     specialist_split,
@@ -74,6 +77,10 @@ from domains.text import (
 from domains.tokenizer import TOKENIZER_FILE, eos_id, token_dtype, train_tokenizer
 
 log = logging.getLogger(__name__)
+
+# Chunks a copy task places and writes at a time: the more, the fewer writes (one per run of a
+# domain's chunks in the batch), at about 300 bytes of memory each.
+COPY_BATCH = 32_768
 
 
 def held_out(doc_key: str, seed: int, fraction: float) -> bool:
@@ -106,6 +113,12 @@ class _Stage(PipelineStep):
 
     def tokenizer(self) -> Tokenizer:
         return Tokenizer.from_file(str(self.work / "sample" / TOKENIZER_FILE))
+
+    @property
+    def artifact(self) -> Path:
+        """Where the artifact is assembled: in the work folder, so that what the finished tasks
+        of an interrupted preparation wrote is still there when it runs again."""
+        return self.work / "artifact"
 
     def task_files(self, rank: int, world_size: int) -> list[Path]:
         files = source_files(self.cfg)
@@ -265,182 +278,209 @@ class AssignStage(_Stage):
     def run(self, data, rank: int = 0, world_size: int = 1):
         clustering = Clustering.load(self.work / "cluster" / CLUSTERING_FILE)
         dim = json.loads((self.work / "cluster" / "dim.json").read_text())["dim"]
+        k = clustering.num_domains
         for task in _task_dirs(self.work)[rank::world_size]:
             blocks = _embedding_blocks(task, dim, self.cfg.streaming.batch_chunks)
             domains = [np.zeros(0, dtype=np.int32)]
             domains += [clustering.assign(rows).astype(np.int32) for _, rows in blocks]
-            np.save(task / "domains.npy", np.concatenate(domains))
+            domains = np.concatenate(domains)
+            np.save(task / "domains.npy", domains)
+            # What the plan stage needs: tokens (with EOS) per (split, domain), chunks per domain.
+            chunks = pq.read_table(task / "chunks.parquet", columns=["length", "heldout"])
+            held = chunks.column("heldout").to_numpy().astype(np.int64)
+            tokens = np.zeros((2, k), dtype=np.int64)
+            np.add.at(tokens, (held, domains), chunks.column("length").to_numpy() + 1)
+            np.savez(task / "counts.npz", tokens=tokens, chunks=np.bincount(domains, minlength=k))
         return data
 
 
-class WriteStage(_Stage):
-    name = "write: shards, index, manifest"
+class PlanStage(_Stage):
+    """Where every task's chunks go. The domains too small over the whole corpus (k-means saw a
+    sample) are merged into neighbours first; then each (split, domain) section's start in its
+    shard, and each task's first place in every section (a running sum over the tasks in
+    corpus order, so a domain's chunks keep the corpus order). The shards are created at their
+    final size, for the copy tasks to write into."""
 
-    def __init__(
-        self, cfg, seq_len, cache_dir, work, out: Path, key: str, final: Path | None = None
-    ):
-        super().__init__(cfg, seq_len, cache_dir, work)
-        self.out, self.key, self.final = out, key, final
+    name = "plan: merge small domains, place the sections"
 
     def run(self, data, rank: int = 0, world_size: int = 1):
-        out, cfg = self.out, self.cfg
-        (out / "shards").mkdir(parents=True, exist_ok=True)
-        tokenizer = self.tokenizer()
-        tokenizer.save(str(out / TOKENIZER_FILE))
+        tasks = _task_dirs(self.work)
         clustering = Clustering.load(self.work / "cluster" / CLUSTERING_FILE)
         clustering.merges = json.loads((self.work / "cluster" / "merges.json").read_text())
-        k, dtype = clustering.num_domains, token_dtype(tokenizer.get_vocab_size())
-        tasks = _task_dirs(self.work)
-
-        # Counting pass: tokens (with EOS) and chunks of every (split, domain); then the domains
-        # too small over the whole corpus (k-means saw a sample) are merged into neighbours.
-        sizes, chunks = np.zeros((2, k), dtype=np.int64), np.zeros(k, dtype=np.int64)
-        for _, lengths, held, domains in _chunk_batches(tasks, self.cfg.streaming.batch_chunks):
-            np.add.at(sizes, (held.astype(int), domains), lengths + 1)
-            chunks += np.bincount(domains, minlength=k)
+        tokens = sum(np.load(task / "counts.npz")["tokens"] for task in tasks)
+        chunks = sum(np.load(task / "counts.npz")["chunks"] for task in tasks)
         clustering, remap, _ = merge_small_domains(
-            clustering, chunks, sizes[0], cfg.min_domain_chunks, self.seq_len
+            clustering, chunks, tokens[0], self.cfg.min_domain_chunks, self.seq_len
         )
         k = clustering.num_domains
-        sizes = np.stack([np.bincount(remap, weights=row, minlength=k) for row in sizes])
-        sizes, chunks = sizes.astype(np.int64), np.bincount(remap, chunks, k).astype(np.int64)
-        clustering.save(out / CLUSTERING_FILE)
-        starts = np.cumsum(sizes, axis=1) - sizes
-        # Copy pass: each batch's chunks to the next free place of their (split, domain) section.
-        # Written with pwrite, read with reads: memory-mapped, the shards' pages would count in
-        # this process's resident memory, which would then grow with the corpus.
+
+        def merged(counts: np.ndarray) -> np.ndarray:
+            return np.stack([np.bincount(remap, row, k) for row in np.atleast_2d(counts)])
+
+        tokens, chunks = merged(tokens).astype(np.int64), merged(chunks)[0].astype(np.int64)
+        starts = np.cumsum(tokens, axis=1) - tokens
         cursor = starts.copy()
-        shards = {}
-        targets = []
+        for task in tasks:
+            np.save(task / "cursor.npy", cursor)
+            cursor += merged(np.load(task / "counts.npz")["tokens"]).astype(np.int64)
+        out = self.work / "plan"
+        out.mkdir(exist_ok=True)
+        clustering.save(out / CLUSTERING_FILE)
+        (out / "merges.json").write_text(json.dumps(clustering.merges))
+        np.savez(out / "plan.npz", remap=remap, tokens=tokens, chunks=chunks, starts=starts)
+        itemsize = token_dtype(self.tokenizer().get_vocab_size()).itemsize
+        (self.artifact / "shards").mkdir(parents=True, exist_ok=True)
         for split, name in enumerate(GENERIC_SHARDS.values()):
-            with open(shard_path(out, name), "wb") as f:
-                f.truncate(int(sizes[split].sum()) * dtype.itemsize)
-            targets.append(os.open(shard_path(out, name), os.O_WRONLY))
-        rows = pa.schema(
-            [
-                ("doc_id", pa.string()),
-                ("domain", pa.int64()),
-                ("split", pa.string()),
-                ("start", pa.int64()),
-                ("length", pa.int64()),
-            ]
-        )
-        with pq.ParquetWriter(out / INDEX_FILE, rows) as index:
-            read = dict.fromkeys(tasks, 0)  # tokens of each task's file copied so far
-            for task, lengths, held, old_domains, doc_ids in _chunk_batches(
-                tasks, self.cfg.streaming.batch_chunks, with_ids=True
-            ):
-                domains = remap[old_domains]
+            with open(shard_path(self.artifact, name), "wb") as f:
+                f.truncate(int(tokens[split].sum()) * itemsize)
+        return data
+
+
+class CopyStage(_Stage):
+    """Each task's chunks into their sections of the generic shards (written with pwrite, read
+    with reads: memory-mapped, the shards' pages would count in the process's resident memory,
+    which would then grow with the corpus), and the task's rows of the index."""
+
+    name = "copy: chunks into the shards"
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        remap = np.load(self.work / "plan" / "plan.npz")["remap"]
+        dtype = token_dtype(self.tokenizer().get_vocab_size())
+        shards = [shard_path(self.artifact, name) for name in GENERIC_SHARDS.values()]
+        targets = [os.open(shard, os.O_WRONLY) for shard in shards]
+        try:
+            for task in _task_dirs(self.work)[rank::world_size]:
+                self._copy(task, remap, dtype, targets)
+        finally:
+            for target in targets:
+                os.close(target)
+        return data
+
+    def _copy(self, task: Path, remap: np.ndarray, dtype: np.dtype, targets: list[int]) -> None:
+        cursor = np.load(task / "cursor.npy")
+        domains = remap[np.load(task / "domains.npy")]
+        at = read = 0  # chunks and tokens of the task done
+        columns = ["doc_id", "length", "heldout"]
+        batches = pq.ParquetFile(task / "chunks.parquet").iter_batches(COPY_BATCH, columns=columns)
+        with pq.ParquetWriter(task / "index.parquet", INDEX_SCHEMA) as index:
+            for batch in batches:
+                lengths = batch.column("length").to_numpy()
+                held = batch.column("heldout").to_numpy(zero_copy_only=False)
+                mine = domains[at : at + batch.num_rows]
                 span = lengths + 1
-                tokens = _rows(task / "tokens.bin", dtype, 1, read[task], int(span.sum()))[:, 0]
-                read[task] += int(span.sum())
+                tokens = _rows(task / "tokens.bin", dtype, 1, read, int(span.sum()))[:, 0]
                 source = np.cumsum(span) - span
                 dest = np.empty(len(span), dtype=np.int64)
                 for split in (0, 1):
-                    mine = np.flatnonzero(held == split)
-                    dest[mine] = _place(cursor[split], domains[mine], span[mine])
-                    for i in mine.tolist():
-                        chunk = tokens[source[i] : source[i] + span[i]]
-                        os.pwrite(targets[split], chunk.tobytes(), int(dest[i]) * dtype.itemsize)
+                    rows = np.flatnonzero(held == split)
+                    dest[rows] = _place(cursor[split], mine[rows], span[rows])
+                    _write_runs(targets[split], tokens, source[rows], span[rows], dest[rows])
                 index.write_table(
                     pa.table(
                         {
-                            "doc_id": doc_ids,
-                            "domain": domains.astype(np.int64),
+                            "doc_id": batch.column("doc_id"),
+                            "domain": mine.astype(np.int64),
                             "split": np.where(held, "heldout", "train"),
                             "start": dest,
                             "length": lengths,
                         },
-                        schema=rows,
+                        schema=INDEX_SCHEMA,
                     )
                 )
-            for target in targets:
-                os.close(target)
-            sample = self.sampled()
-            specialist_tokens = {}
-            for part, name in SPECIALIST_SHARDS.items():
-                chunks_ = sample["specialist"][part]
-                ids = [np.asarray(e.ids) for e in tokenizer.encode_batch([c.text for c in chunks_])]
-                packed, at = pack(ids, eos_id(tokenizer), dtype)
-                packed.tofile(shard_path(out, name))
-                specialist_tokens[part] = packed
-                index.write_table(
-                    pa.table(
-                        {
-                            "doc_id": [c.doc_id for c in chunks_],
-                            "domain": np.full(len(ids), -1),
-                            "split": [f"specialist_{part}"] * len(ids),
-                            "start": at,
-                            "length": [len(i) for i in ids],
-                        },
-                        schema=rows,
-                    )
-                )
-        for name in [*GENERIC_SHARDS.values(), *SPECIALIST_SHARDS.values()]:
-            path = shard_path(out, name)
-            if not path.exists():
-                path.touch()
-            shards[name] = {
-                "tokens": path.stat().st_size // dtype.itemsize,
+                at, read = at + batch.num_rows, read + int(span.sum())
+
+
+class FinishStage(_Stage):
+    """The specialist shards, the index (the copy tasks' parts, in corpus order, then the
+    specialist rows), the specialist set's nearest domains and the manifest. A SLURM job then
+    renames the artifact to `final`, where it is looked for (locally, build_once does)."""
+
+    name = "finish: specialist shards, index, manifest"
+
+    def __init__(self, cfg, seq_len, cache_dir, work, key: str, final: Path | None = None):
+        super().__init__(cfg, seq_len, cache_dir, work)
+        self.key, self.final = key, final
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        out, cfg, tasks = self.artifact, self.cfg, _task_dirs(self.work)
+        tokenizer = self.tokenizer()
+        tokenizer.save(str(out / TOKENIZER_FILE))
+        clustering = Clustering.load(self.work / "plan" / CLUSTERING_FILE)
+        clustering.merges = json.loads((self.work / "plan" / "merges.json").read_text())
+        clustering.save(out / CLUSTERING_FILE)
+        plan = np.load(self.work / "plan" / "plan.npz")
+        dtype = token_dtype(tokenizer.get_vocab_size())
+        writer = ShardWriter(
+            out, eos_id(tokenizer), dtype, index_parts=tuple(t / "index.parquet" for t in tasks)
+        )
+        sample = self.sampled()
+        specialist_tokens = {
+            part: writer.add(
+                name,
+                [c.doc_id for c in sample["specialist"][part]],
+                [
+                    np.asarray(e.ids)
+                    for e in tokenizer.encode_batch([c.text for c in sample["specialist"][part]])
+                ],
+                f"specialist_{part}",
+                -1,
+            )[1]
+            for part, name in SPECIALIST_SHARDS.items()
+        }
+        writer.close()
+        shards = {
+            name: {
+                "tokens": shard_path(out, name).stat().st_size // dtype.itemsize,
                 "dtype": dtype.name,
-                "sha256": file_sha256(path),
+                "sha256": file_sha256(shard_path(out, name)),
             }
+            for name in GENERIC_SHARDS.values()
+        }
         if sample["scored"]:
             write_task(out, multiple_choice_task(sample["scored"], tokenizer))
-        embedder = Embedder(cfg.embedding, self.cache_dir)
         target_domain = specialist_domains(
-            specialist_tokens["train"], self.seq_len, tokenizer, embedder, clustering
+            specialist_tokens["train"],
+            self.seq_len,
+            tokenizer,
+            Embedder(cfg.embedding, self.cache_dir),
+            clustering,
         )
         np.save(out / TARGET_DOMAIN_FILE, target_domain)
         stats = [json.loads((task / "stats.json").read_text()) for task in tasks]
         generic = {key: sum(s[key] for s in stats) for key in stats[0]}
         generic["removed_as_specialist"] = generic["documents_read"] - generic["documents"]
-        coarse_of = clustering.coarse_of()
-        names = domain_names(k)
-        write_manifest(
-            out,
-            {
-                "format": FORMAT,
-                "key": self.key,
-                "created": datetime.now(UTC).isoformat(timespec="seconds"),
-                "seq_len": self.seq_len,
-                "vocab_size": tokenizer.get_vocab_size(),
-                "eos_id": eos_id(tokenizer),
-                "config": asdict(cfg),
-                "generic": {
-                    **generic,
-                    "chunk_chars": self.max_chars,
-                    "provenance": provenance(cfg, self.cache_dir),
-                },
-                "specialist": {
-                    "documents": len({c.doc_id for p in sample["specialist"].values() for c in p}),
-                    "train_chunks": len(sample["specialist"]["train"]),
-                    "eval_chunks": len(sample["specialist"]["eval"]),
-                    "scored_questions": len(sample["scored"]),
-                    "train_tokens": shards[SPECIALIST_SHARDS["train"]]["tokens"],
-                    "eval_tokens": shards[SPECIALIST_SHARDS["eval"]]["tokens"],
-                    "train_sequences_per_domain": np.bincount(target_domain, minlength=k).tolist(),
-                    "provenance": provenance(cfg.specialist, self.cache_dir),
-                },
-                "domains": [
-                    {
-                        "name": name,
-                        "coarse": None if coarse_of is None else int(coarse_of[d]),
-                        "chunks": int(chunks[d]),
-                        "train_start": int(starts[0, d]),
-                        "train_tokens": int(sizes[0, d]),
-                        "heldout_start": int(starts[1, d]),
-                        "heldout_tokens": int(sizes[1, d]),
-                        "top_origins": [],
-                        "top_words": [],
-                    }
-                    for d, name in enumerate(names)
-                ],
-                "merges": clustering.merges,
-                "shards": shards,
-                "timings_s": {},
+        tokens, starts = plan["tokens"], plan["starts"]
+        manifest = artifact_manifest(
+            key=self.key,
+            cfg=cfg,
+            cache_dir=self.cache_dir,
+            seq_len=self.seq_len,
+            tokenizer=tokenizer,
+            generic={
+                **generic,
+                "chunk_chars": self.max_chars,
+                "provenance": provenance(cfg, self.cache_dir),
             },
+            specialist=sample["specialist"],
+            scored=sample["scored"],
+            target_domain=target_domain,
+            clustering=clustering,
+            domains=[
+                {
+                    "chunks": int(plan["chunks"][d]),
+                    "train_start": int(starts[0, d]),
+                    "train_tokens": int(tokens[0, d]),
+                    "heldout_start": int(starts[1, d]),
+                    "heldout_tokens": int(tokens[1, d]),
+                    "top_origins": [],
+                    "top_words": [],
+                }
+                for d in range(clustering.num_domains)
+            ],
+            shards={**shards, **writer.shards},
+            timings={},
         )
+        write_manifest(out, manifest)
         if self.final is not None:  # a SLURM job: put the artifact in place, as build_once does
             out.rename(self.final)
         return data
@@ -460,25 +500,21 @@ def _place(cursor: np.ndarray, domains: np.ndarray, span: np.ndarray) -> np.ndar
     return dest
 
 
-def _chunk_batches(tasks: list[Path], size: int, with_ids: bool = False):
-    """(task, token lengths, held out, domains[, doc ids]) of every batch of chunks, in corpus
-    order; a batch never spans two tasks."""
-    for task in tasks:
-        domains = np.load(task / "domains.npy", mmap_mode="r")
-        at = 0
-        columns = ["length", "heldout", *(["doc_id"] if with_ids else [])]
-        for batch in pq.ParquetFile(task / "chunks.parquet").iter_batches(size, columns=columns):
-            n = batch.num_rows
-            row = [
-                task,
-                batch.column("length").to_numpy(),
-                batch.column("heldout").to_numpy(zero_copy_only=False),
-                np.asarray(domains[at : at + n]),
-            ]
-            if with_ids:
-                row.append(batch.column("doc_id").to_pylist())
-            at += n
-            yield tuple(row)
+def _write_runs(
+    target: int, tokens: np.ndarray, source: np.ndarray, span: np.ndarray, dest: np.ndarray
+) -> None:
+    """Writes each chunk (tokens[source : source + span]) at token `dest` of the file `target`:
+    one pwrite per run of chunks that lie one after another there."""
+    if not len(dest):
+        return
+    order = np.argsort(dest)
+    source, span, dest = source[order], span[order], dest[order]
+    before = np.cumsum(span) - span  # where each chunk is in `gathered`
+    gathered = tokens[np.repeat(source - before, span) + np.arange(int(span.sum()))]
+    breaks = np.flatnonzero(dest[1:] != dest[:-1] + span[:-1]) + 1
+    for first, last in zip(np.r_[0, breaks], np.r_[breaks, len(dest)] - 1, strict=True):
+        run = gathered[before[first] : before[last] + span[last]]
+        os.pwrite(target, run.tobytes(), int(dest[first]) * tokens.itemsize)
 
 
 def prepare_streaming(cfg, seq_len: int, cache_dir: Path, key: str, folder: Path) -> Path | None:
@@ -488,28 +524,32 @@ def prepare_streaming(cfg, seq_len: int, cache_dir: Path, key: str, folder: Path
     s = cfg.streaming
     work = folder.with_name(f".{folder.name}.work")
     stages = [
-        (SampleStage, 1),
-        (EncodeStage, s.tasks),
-        (ClusterStage, 1),
-        (AssignStage, s.tasks),
+        (SampleStage(cfg, seq_len, cache_dir, work), 1),
+        (EncodeStage(cfg, seq_len, cache_dir, work), s.tasks),
+        (ClusterStage(cfg, seq_len, cache_dir, work), 1),
+        (AssignStage(cfg, seq_len, cache_dir, work), s.tasks),
+        (PlanStage(cfg, seq_len, cache_dir, work), 1),
+        (CopyStage(cfg, seq_len, cache_dir, work), s.tasks),
     ]
     if s.executor == "slurm":
+        stages.append((FinishStage(cfg, seq_len, cache_dir, work, key, final=folder), 1))
         last = None
         for stage, tasks in stages:
-            last = _slurm(cfg, [stage(cfg, seq_len, cache_dir, work)], tasks, work, last)
-        write = WriteStage(cfg, seq_len, cache_dir, work, work / "artifact", key, final=folder)
-        _slurm(cfg, [write], 1, work, last).run()
+            last = _slurm(cfg, stage, tasks, work, last)
+        last.run()  # submits the chain, each job depending on the previous one
         return None
+    stages.append((FinishStage(cfg, seq_len, cache_dir, work, key), 1))
+    _preload_workers()
 
     def build(out: Path) -> None:
         timings = {}
         for stage, tasks in stages:
             started = time.perf_counter()
             executor = LocalPipelineExecutor(
-                [stage(cfg, seq_len, cache_dir, work)],
+                [stage],
                 tasks=tasks,
                 workers=min(s.workers, tasks),
-                logging_dir=str(work / "logs" / stage.__name__),
+                logging_dir=str(work / "logs" / type(stage).__name__),
             )
             for attempt in range(s.retries + 1):
                 try:
@@ -518,13 +558,11 @@ def prepare_streaming(cfg, seq_len: int, cache_dir: Path, key: str, folder: Path
                 except Exception as error:
                     if attempt == s.retries:
                         raise
-                    log.warning("a %s task failed (%s); running it again", stage.__name__, error)
-            timings[stage.__name__] = round(time.perf_counter() - started, 2)
-        started = time.perf_counter()
-        WriteStage(cfg, seq_len, cache_dir, work, out, key).run(None)
-        timings[WriteStage.__name__] = round(time.perf_counter() - started, 2)
-        manifest = read_manifest(out)
-        write_manifest(out, {**manifest, "timings_s": timings})
+                    log.warning("a %s task failed (%s); running it again", stage.name, error)
+            timings[type(stage).__name__] = round(time.perf_counter() - started, 2)
+        artifact = work / "artifact"
+        write_manifest(artifact, {**read_manifest(artifact), "timings_s": timings})
+        artifact.replace(out)  # out: build_once's empty folder, renamed into place after this
 
     folder, built = build_once(folder, build)
     if built:
@@ -532,11 +570,21 @@ def prepare_streaming(cfg, seq_len: int, cache_dir: Path, key: str, folder: Path
     return folder
 
 
-def _slurm(cfg, pipeline: list, tasks: int, work: Path, depends) -> SlurmPipelineExecutor:
+def _preload_workers() -> None:
+    """datatrove's local workers start from a fork server, and each imports the main module
+    again (`experiments.prepare`: torch, Lightning... about 10 s per worker and stage, measured).
+    Imported once in the fork server, before it starts, they start in a fraction of a second.
+    Without effect once the fork server runs (a second preparation in one process)."""
+    main = getattr(sys.modules["__main__"], "__spec__", None)
+    modules = [__name__, *([main.name] if main is not None else [])]
+    multiprocess.get_context("forkserver").set_forkserver_preload(modules)
+
+
+def _slurm(cfg, stage: _Stage, tasks: int, work: Path, depends) -> SlurmPipelineExecutor:
     s = cfg.streaming
-    name = type(pipeline[0]).__name__
+    name = type(stage).__name__
     return SlurmPipelineExecutor(
-        pipeline,
+        [stage],
         tasks=tasks,
         time=s.slurm_time,
         partition=s.slurm_partition,

@@ -38,7 +38,7 @@ from tqdm import tqdm
 from domains import mmlu
 from domains.cache import texts_digest
 from domains.chunking import chunk_text
-from domains.cluster import check_clustering, fit_clustering
+from domains.cluster import Clustering, check_clustering, fit_clustering
 from domains.data import DataConfig, MultipleChoiceTask, TokenSequences
 from domains.describe import describe_domains
 from domains.embed import Embedder, EmbeddingConfig
@@ -241,10 +241,49 @@ def build_in_memory(
         )
         np.save(out / TARGET_DOMAIN_FILE, target_domain)
 
-    coarse_of = clustering.coarse_of()
     described = describe_domains(texts, [c.doc_id for c in chunks], domains, len(names))
-    shards = writer.shards
-    manifest = {
+    manifest = artifact_manifest(
+        key=key,
+        cfg=cfg,
+        cache_dir=cache_dir,
+        seq_len=seq_len,
+        tokenizer=tokenizer,
+        generic={**generic_stats, "chunks": len(chunks), "chunk_chars": max_chars},
+        specialist=specialist,
+        scored=scored,
+        target_domain=target_domain,
+        clustering=clustering,
+        domains=[
+            {"chunks": int((domains == d).sum()), **sections[d], **described[d]}
+            for d in range(len(names))
+        ],
+        shards=writer.shards,
+        timings=timer.seconds,
+    )
+    write_manifest(out, manifest)
+
+
+def artifact_manifest(
+    *,
+    key: str,
+    cfg: TextDataConfig,
+    cache_dir: Path,
+    seq_len: int,
+    tokenizer,
+    generic: dict,
+    specialist: dict[str, list[Chunk]],
+    scored: list[mmlu.Question],
+    target_domain: np.ndarray,
+    clustering: Clustering,
+    domains: list[dict],
+    shards: dict,
+    timings: dict,
+) -> dict:
+    """The manifest of an artifact (domains/store.py), in-memory or streaming: `generic` the
+    generic corpus's statistics, `domains` each domain's chunks, sections and description."""
+    k = clustering.num_domains
+    coarse_of = clustering.coarse_of()
+    return {
         "format": FORMAT,
         "key": key,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -252,32 +291,25 @@ def build_in_memory(
         "vocab_size": tokenizer.get_vocab_size(),
         "eos_id": eos_id(tokenizer),
         "config": asdict(cfg),
-        "generic": {**generic_stats, "chunks": len(chunks), "chunk_chars": max_chars},
+        "generic": generic,
         "specialist": {
-            "documents": len(used),
+            "documents": len({c.doc_id for part in specialist.values() for c in part}),
             "train_chunks": len(specialist["train"]),
             "eval_chunks": len(specialist["eval"]),
             "scored_questions": len(scored),
             "train_tokens": shards[SPECIALIST_SHARDS["train"]]["tokens"],
             "eval_tokens": shards[SPECIALIST_SHARDS["eval"]]["tokens"],
-            "train_sequences_per_domain": np.bincount(target_domain, minlength=len(names)).tolist(),
+            "train_sequences_per_domain": np.bincount(target_domain, minlength=k).tolist(),
             "provenance": provenance(cfg.specialist, cache_dir),
         },
         "domains": [
-            {
-                "name": name,
-                "coarse": None if coarse_of is None else int(coarse_of[d]),
-                "chunks": int((domains == d).sum()),
-                **sections[d],
-                **described[d],
-            }
-            for d, name in enumerate(names)
+            {"name": name, "coarse": None if coarse_of is None else int(coarse_of[d]), **entry}
+            for d, (name, entry) in enumerate(zip(domain_names(k), domains, strict=True))
         ],
         "merges": clustering.merges,
         "shards": shards,
-        "timings_s": timer.seconds,
+        "timings_s": timings,
     }
-    write_manifest(out, manifest)
 
 
 def domain_names(k: int) -> list[str]:

@@ -24,7 +24,7 @@ from domains.text import TextDataConfig
 from mixers import MIXERS
 from mixers.regmix import RegMixConfig
 from models.gpt import GPTConfig
-from models.lm import TrainConfig
+from models.train_config import TrainConfig
 
 
 @dataclass

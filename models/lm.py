@@ -25,38 +25,12 @@ from mixers.base import Mixer, TrainingBatch
 from models.batches import MixtureBatches, ReferenceModel
 from models.gpt import GPT, GPTConfig, sequence_loss, token_losses
 from models.scoring import score
+from models.train_config import TrainConfig
 
 # Per-domain validation losses are logged as metrics up to this many domains; beyond it they are
 # kept only in results.json (thousands of metric keys make W&B and the CSV log unusable). Beyond
 # it, domains from a two-level clustering are evaluated per coarse cluster instead (EvalGroups).
 MAX_LOGGED_DOMAINS = 128
-
-
-@dataclass
-class TrainConfig:
-    # Training-token budget (global, all processes); steps = tokens / (batch_size * L * world).
-    tokens: int = 200_000
-    batch_size: int = 16
-    lr: float = 3e-3
-    min_lr_ratio: float = 0.1
-    warmup_fraction: float = 0.05
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    grad_clip: float = 1.0
-    eval_every: int = 50
-    # Held-out sequences per domain in every evaluation (per coarse cluster past
-    # MAX_LOGGED_DOMAINS domains: EvalGroups).
-    eval_sequences_per_domain: int = 32
-    log_every: int = 10
-    checkpoint_every: int = 100
-    # torch.compile the model for the training step's forward and backward (the mixers' passes
-    # and evaluation stay eager: their batch shapes vary). Costs a compilation at the start of
-    # every process (about a minute on a CPU); pays off on long runs.
-    compile: bool = False
-    # "auto": continue from the run directory's last checkpoint if there is one (and skip a run
-    # that already completed there); None: always start fresh; else a checkpoint path.
-    resume: str | None = "auto"
 
 
 class _StepCounter(IterableDataset):

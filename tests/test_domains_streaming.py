@@ -14,6 +14,7 @@ from tokenizers import Tokenizer
 
 from domains.preparation import prepare
 from domains.store import GENERIC_SHARDS, load_domain_data, read_index, read_manifest, shard_path
+from domains.streaming import CopyStage, FinishStage, _write_runs
 from tests.test_domains_pipeline import SEQ_LEN, data_config, marker, normal, write_corpus
 
 FILES = 4
@@ -150,7 +151,7 @@ def test_a_malformed_line_names_its_file_and_line_and_loses_nothing(tmp_path):
         prepare(cfg, SEQ_LEN, tmp_path / "cache")
     domains = tmp_path / "cache" / "domains"
     assert not [p for p in domains.iterdir() if not p.name.startswith(".")]  # no artifact
-    # The tasks that finished stay finished: a re-run after the fix would skip them.
+    # The tasks that finished stay finished (a re-run with the same sources skips them).
     (work,) = domains.glob(".*.work")
     done = sorted(p.name for p in (work / "logs" / "EncodeStage" / "completions").iterdir())
     assert "00003" not in done and len(done) >= 1
@@ -179,12 +180,65 @@ def test_slurm_submits_the_stages_as_chained_jobs(tmp_path, monkeypatch):
     # sbatch calls, job id 101, 102...: each stage's job (and a job merging its stats).
     submitted = calls.read_text().splitlines()
     stages = [(100 + n, args) for n, args in enumerate(submitted, 1) if "RUN_OFFSET" in args]
-    assert len(stages) == 5  # sample, encode, cluster, assign, write
+    assert len(stages) == 7  # sample, encode, cluster, assign, plan, copy, finish
     for (previous, _), (_, args) in itertools.pairwise(stages):
         assert f"--dependency=afterok:{previous}" in args  # each waits for the one before
     (work,) = (tmp_path / "cache" / "domains").glob(".*.work")
-    script = (work / "logs" / "EncodeStage" / "launch_script.slurm").read_text()
-    assert "#SBATCH --array=0-7" in script and "#SBATCH --partition=cpu" in script
+    for stage in ("EncodeStage", "AssignStage", "CopyStage"):
+        script = (work / "logs" / stage / "launch_script.slurm").read_text()
+        assert "#SBATCH --array=0-7" in script and "#SBATCH --partition=cpu" in script
+
+
+def test_an_interrupted_preparation_resumes_where_it_stopped(corpus, prepared, monkeypatch):
+    """The last stage fails once; run again, the preparation skips every finished task (the
+    copy tasks' output is kept in the work folder) and writes the same artifact. One worker:
+    the tasks run in this process, where the calls are counted."""
+    root, _ = corpus
+    cache = root / "resumed"
+    extra = ("data.streaming.retries=0", "data.streaming.workers=1")
+    cfg = streaming_config(root / "corpus", cache, 3, *extra)
+    copies = []
+    copy = CopyStage._copy
+    monkeypatch.setattr(
+        CopyStage, "_copy", lambda self, task, *a: copies.append(task) or copy(self, task, *a)
+    )
+    with monkeypatch.context() as patched:
+
+        def crash(self, data, rank=0, world_size=1):
+            raise OSError("disk full")
+
+        patched.setattr(FinishStage, "run", crash)
+        with pytest.raises(OSError, match="disk full"):
+            prepare(cfg, SEQ_LEN, cache)
+    assert len(copies) == 3
+    folder = prepare(cfg, SEQ_LEN, cache)
+    assert len(copies) == 3  # not copied again
+    assert not list((cache / "domains").glob(".*.work"))
+    for name, entry in read_manifest(prepared)["shards"].items():
+        assert read_manifest(folder)["shards"][name]["sha256"] == entry["sha256"], name
+
+
+def test_chunks_are_written_one_run_at_a_time(tmp_path, monkeypatch):
+    """Chunks 0 and 2 lie one after the other at tokens 10..16, chunk 1 alone at 3..5: two
+    writes, each chunk's tokens where `dest` says."""
+    tokens = np.arange(100, 109, dtype=np.uint16)  # chunk 0: 100-102, 1: 103-105, 2: 106-108
+    source, span, dest = np.array([0, 3, 6]), np.array([3, 3, 3]), np.array([10, 3, 13])
+    path = tmp_path / "shard.bin"
+    path.write_bytes(bytes(2 * 20))
+    writes = []
+    real_pwrite = os.pwrite
+    monkeypatch.setattr(os, "pwrite", lambda *a: writes.append(a[2]) or real_pwrite(*a))
+    target = os.open(path, os.O_WRONLY)
+    _write_runs(target, tokens, source, span, dest)
+    os.close(target)
+    expected = np.zeros(20, dtype=np.uint16)
+    expected[3:6], expected[10:13], expected[13:16] = (
+        [103, 104, 105],
+        [100, 101, 102],
+        [106, 107, 108],
+    )
+    assert np.fromfile(path, dtype=np.uint16).tolist() == expected.tolist()
+    assert writes == [3 * 2, 10 * 2]
 
 
 def test_domains_too_small_over_the_whole_corpus_are_merged(corpus):

@@ -16,7 +16,8 @@ from mixers.alignment import (
 )
 from mixers.dga import DGAConfig
 from models.gpt import GPT, GPTConfig, sequence_loss
-from models.lm import MixtureLM, TrainConfig
+from models.lm import MixtureLM
+from models.train_config import TrainConfig
 from tests.test_mixers_online import one_thread  # noqa: F401  (autouse fixture)
 
 

@@ -12,7 +12,8 @@ from domains.data import DomainData, TokenSequences
 from mixers import build_mixer
 from mixers.dga_dr import DGADRConfig
 from models.gpt import GPTConfig
-from models.lm import EvalGroups, MixtureLM, TrainConfig
+from models.lm import EvalGroups, MixtureLM
+from models.train_config import TrainConfig
 from tests.test_mixers_online import one_thread  # noqa: F401  (autouse fixture)
 
 COARSE, FINE, SEQ_LEN, VOCAB = 64, 4096, 8, 32
