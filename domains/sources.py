@@ -42,7 +42,8 @@ class SourceConfig:
     # or .parquet (one per row) files.
     paths: list[str] = field(default_factory=list)
     # jsonl, parquet and hf: the field holding the text, and optionally one holding an id
-    # (default id: file:line, file:row or name/split/row).
+    # (default id: file:line, file:row, or for hf name/split/row, and name/split/file/row when
+    # the dataset is streamed).
     text_field: str = "text"
     id_field: str | None = None
     # hf: a dataset on the Hugging Face Hub (or a local directory of data files), its
@@ -139,13 +140,23 @@ def _raw_documents(cfg: SourceConfig, cache_dir: Path) -> Iterator[Document]:
         yield from _hf(cfg)
 
 
-def read_files(cfg: SourceConfig, paths: list[Path]) -> Iterator[Document]:
-    """The non-empty documents of some of a `files` source's files (`source_files`) that pass
-    its filters: one task's share of a large corpus (domains/streaming.py)."""
-    for path in paths:
-        for doc in _file_documents(path, cfg):
-            if doc.text.strip() and _passes(doc, cfg):
-                yield doc
+def read_part(cfg: SourceConfig, part: int, parts: int) -> Iterator[Document]:
+    """The non-empty documents that pass the filters in the `part`-th of `parts` contiguous
+    blocks of a `files` or `hf` source (one task's share of a large corpus, domains/streaming.py):
+    blocks of its files, or of a streamed dataset's data files, or of a loaded dataset's rows.
+    The blocks one after another are the whole source in its order, whatever `parts` is."""
+    _check_source(cfg)
+    if cfg.source == "files":
+        files = source_files(cfg)
+        block = files[part * len(files) // parts : (part + 1) * len(files) // parts]
+        docs = (doc for path in block for doc in _file_documents(path, cfg))
+    elif cfg.source == "hf":
+        docs = _hf(cfg, part, parts)
+    else:
+        raise ValueError(f"source={cfg.source} is not read in parts: use files or hf")
+    for doc in docs:
+        if doc.text.strip() and _passes(doc, cfg):
+            yield doc
 
 
 def _file_documents(path: Path, cfg: SourceConfig) -> Iterator[Document]:
@@ -247,7 +258,10 @@ def _check_hub_reachable() -> None:
         ) from None
 
 
-def _hf(cfg: SourceConfig) -> Iterator[Document]:
+def _hf(cfg: SourceConfig, part: int = 0, parts: int = 1) -> Iterator[Document]:
+    """The dataset's rows (the `part`-th of `parts` contiguous blocks, see `read_part`). A
+    streamed dataset is read by data file (its shards): a row's default id is then
+    `<name>/<split>/<file number>/<row in that file>`; a loaded one, `<name>/<split>/<row>`."""
     import datasets
 
     local = Path(cfg.name).expanduser().exists()
@@ -270,9 +284,18 @@ def _hf(cfg: SourceConfig) -> Iterator[Document]:
     columns = rows.column_names
     if columns is not None and cfg.text_field not in columns:
         raise ValueError(f"{what} has no field {cfg.text_field!r} (fields: {columns})")
-    for i, row in enumerate(rows):
-        default_id = f"{cfg.name}/{cfg.split}/{i}"
-        yield _record(row, cfg.text_field, cfg.id_field, default_id, f"row {i} of {what}")
+    if isinstance(rows, datasets.IterableDataset):
+        files = rows.num_shards
+        blocks = [  # (id prefix, where, number of the first row, rows)
+            (f"{cfg.name}/{cfg.split}/{f}", f"data file {f} of {what}", 0, rows.shard(files, f))
+            for f in range(part * files // parts, (part + 1) * files // parts)
+        ]
+    else:
+        first, end = part * len(rows) // parts, (part + 1) * len(rows) // parts
+        blocks = [(f"{cfg.name}/{cfg.split}", what, first, rows.select(range(first, end)))]
+    for prefix, where, first, block in blocks:
+        for i, row in enumerate(block, start=first):
+            yield _record(row, cfg.text_field, cfg.id_field, f"{prefix}/{i}", f"row {i} of {where}")
 
 
 def _passes(doc: Document, cfg: SourceConfig) -> bool:

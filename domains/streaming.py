@@ -10,7 +10,8 @@ task (a re-run after a crash runs only the unfinished ones) and keep per-task lo
 The stages, each a datatrove executor (`1` = one task, `N` = `data.streaming.tasks` tasks):
 1. sample (1): the specialist split (as in domains/text.py) and the tokenizer, trained on the
    first `tokenizer_sample` generic chunks;
-2. encode (N): task r reads its contiguous block of the source's files, drops specialist
+2. encode (N): task r reads its contiguous block of the source (files, or a Hugging Face
+   dataset's data files or rows: domains/sources.py, `read_part`), drops specialist
    content, chunks, and for every batch of `batch_chunks` chunks embeds and tokenizes them and
    appends them to its own files (embeddings as float16, tokens, one index row per chunk);
 3. cluster (1): k-means (faiss, flat or two-level) on at most `kmeans_sample` embeddings taken
@@ -53,7 +54,7 @@ from domains.cache import build_once, file_sha256
 from domains.chunking import chunk_text
 from domains.cluster import Clustering, check_clustering, fit_clustering, merge_small_domains
 from domains.embed import Embedder
-from domains.sources import provenance, read_files, source_files
+from domains.sources import provenance, read_part
 from domains.store import (
     CLUSTERING_FILE,
     GENERIC_SHARDS,
@@ -120,10 +121,6 @@ class _Stage(PipelineStep):
         of an interrupted preparation wrote is still there when it runs again."""
         return self.work / "artifact"
 
-    def task_files(self, rank: int, world_size: int) -> list[Path]:
-        files = source_files(self.cfg)
-        return files[rank * len(files) // world_size : (rank + 1) * len(files) // world_size]
-
 
 class SampleStage(_Stage):
     name = "sample: specialist split and tokenizer"
@@ -135,7 +132,7 @@ class SampleStage(_Stage):
             self.cfg, self.cache_dir, self.max_chars, self.min_chars
         )
         texts = []
-        for doc in read_files(self.cfg, source_files(self.cfg)):
+        for doc in read_part(self.cfg, 0, 1):
             texts += chunk_text(doc.text, self.max_chars, self.min_chars)
             if len(texts) >= self.cfg.streaming.tokenizer_sample:
                 break
@@ -188,7 +185,7 @@ class EncodeStage(_Stage):
                 self.stat_update("chunks", value=len(batch))
                 batch.clear()
 
-            for doc in read_files(self.cfg, self.task_files(rank, world_size)):
+            for doc in read_part(self.cfg, rank, world_size):
                 stats["documents_read"] += 1
                 doc_key = content_key(doc.text)
                 if doc_key in used:

@@ -144,10 +144,12 @@ class TextDataConfig(SourceConfig, DataConfig):
                 "MMLU is a specialist set, not a generic pool: use data.specialist.source=mmlu "
                 "with data.specialist.subject=<subject>"
             )
-        if self.streaming.enabled and (self.source != "files" or self.max_documents is not None):
+        if self.streaming.enabled and (
+            self.source not in ("files", "hf") or self.max_documents is not None
+        ):
             raise ValueError(
-                "data.streaming.enabled=true reads a corpus of files (data.source=files with "
-                "data.paths), in full: no data.max_documents"
+                "data.streaming.enabled=true reads a corpus of files (data.source=files) or a "
+                "Hugging Face dataset (data.source=hf), in full: no data.max_documents"
             )
 
 

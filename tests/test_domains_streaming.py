@@ -135,6 +135,18 @@ def test_the_artifact_does_not_depend_on_the_number_of_tasks(corpus, prepared):
         assert read_manifest(one)["shards"][name]["sha256"] == entry["sha256"], name
 
 
+def test_a_hugging_face_dataset_is_read_in_parts_like_files(corpus, prepared):
+    """data.source=hf on a local folder of the same four files (a streamed dataset of four data
+    files), in 3 tasks: the same chunks and shards as reading them as files."""
+    root, _ = corpus
+    cache = root / "hf"
+    hf = ("data.source=hf", f"data.name={root / 'corpus'}", "data.split=train")
+    folder = prepare(streaming_config(root / "corpus", cache, 3, *hf), SEQ_LEN, cache)
+    assert generic_chunks(folder) == generic_chunks(prepared)
+    for name, entry in read_manifest(prepared)["shards"].items():
+        assert read_manifest(folder)["shards"][name]["sha256"] == entry["sha256"], name
+
+
 def test_a_malformed_line_names_its_file_and_line_and_loses_nothing(tmp_path):
     split_corpus(tmp_path / "corpus")
     bad = tmp_path / "corpus" / "part3.jsonl"

@@ -19,7 +19,7 @@ from domains.chunking import chunk_text
 from domains.cluster import Clustering, fit_clustering, merge_small_domains
 from domains.data import TokenSequences
 from domains.embed import Embedder, EmbeddingConfig
-from domains.sources import SourceConfig, read_documents
+from domains.sources import SourceConfig, read_documents, read_part
 from domains.store import pack
 from domains.text import Chunk, TextDataConfig, _heldout_mask, content_key
 from domains.tokenizer import EOS, encode, eos_id, train_tokenizer
@@ -134,7 +134,26 @@ def test_hf_source_reads_a_local_dataset_through_datasets(tmp_path):
     cfg = SourceConfig(source="hf", name=str(data), split="train")
     docs = list(read_documents(cfg, tmp_path))
     assert [d.text for d in docs] == ["alpha", "beta"]
-    assert docs[0].id == f"{data}/train/0"
+    assert docs[0].id == f"{data}/train/0/0"  # streamed: data file 0, row 0
+
+
+def test_a_source_read_in_parts_is_the_whole_source_in_order(tmp_path):
+    data = tmp_path / "dataset"
+    data.mkdir()
+    write_jsonl(data / "a.jsonl", [{"text": "alpha"}, {"text": "beta"}])
+    write_jsonl(data / "b.jsonl", [{"text": "gamma"}])
+    write_jsonl(data / "c.jsonl", [{"text": "delta"}, {"text": "epsilon"}])
+    for cfg in (
+        SourceConfig(source="hf", name=str(data), split="train"),
+        SourceConfig(source="files", paths=[str(data / "*.jsonl")]),
+    ):
+        whole = [d.text for d in read_documents(cfg, tmp_path)]
+        assert whole == ["alpha", "beta", "gamma", "delta", "epsilon"]
+        for parts in (1, 2, 3, 5):  # 5 parts of 3 files: two read nothing
+            docs = [d for part in range(parts) for d in read_part(cfg, part, parts)]
+            assert [d.text for d in docs] == whole, (cfg.source, parts)
+    ids = [d.id for d in read_part(SourceConfig(source="hf", name=str(data)), 1, 2)]
+    assert ids == [f"{data}/train/1/0", f"{data}/train/2/0", f"{data}/train/2/1"]
 
 
 def hub_offline(monkeypatch, offline: bool) -> None:
