@@ -8,6 +8,7 @@ Writes into the Hydra run directory: results.json (see experiments/results.py), 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import math
 import os
@@ -153,14 +154,61 @@ def _comparable(config: dict) -> dict:
     return _without_nulls(config)
 
 
+def _schema_default(cfg: DictConfig, path: tuple[str, ...], key: str) -> object:
+    """The default of option `key` of the config node at `path`, from its dataclass schema
+    (`_NO_DEFAULT` when the node has none), as a plain value."""
+    node = OmegaConf.select(cfg, ".".join(path)) if path else cfg
+    schema = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None
+    fields = (
+        {f.name: f for f in dataclasses.fields(schema)} if dataclasses.is_dataclass(schema) else {}
+    )
+    if key not in fields:
+        return _NO_DEFAULT
+    field = fields[key]
+    if field.default is not dataclasses.MISSING:
+        default = field.default
+    elif field.default_factory is not dataclasses.MISSING:
+        default = field.default_factory()
+    else:
+        return _NO_DEFAULT
+    if dataclasses.is_dataclass(default):
+        return OmegaConf.to_container(OmegaConf.structured(default), resolve=True)
+    return default
+
+
+_NO_DEFAULT = object()
+
+
+def _without_added_defaults(
+    current: dict, previous: dict, cfg: DictConfig, path: tuple[str, ...] = ()
+) -> dict:
+    """`current` without the options that an older record `previous` lacks and that hold their
+    schema default: an option added to a schema later leaves the runs made before it as they
+    were (they ran as its default does), so it must not make them look different."""
+    kept = {}
+    for key, value in current.items():
+        if key not in previous:
+            default = _schema_default(cfg, path, key)
+            if isinstance(default, dict) and isinstance(value, dict):
+                default = _without_nulls(default)
+            if value != default:
+                kept[key] = value
+        elif isinstance(value, dict) and isinstance(previous[key], dict):
+            kept[key] = _without_added_defaults(value, previous[key], cfg, (*path, key))
+        else:
+            kept[key] = value
+    return kept
+
+
 def _completed_run(cfg: DictConfig, run_dir: Path) -> RunRecord | None:
     """The record of this same run if it already completed in this directory (a re-run of a
     sweep skips it); an error if the directory holds a different run."""
     if cfg.train.resume != "auto" or not (run_dir / RESULTS_FILE).exists():
         return None
     previous = read_record(run_dir)
-    current = OmegaConf.to_container(cfg, resolve=True)
-    if _comparable(previous.config) != _comparable(current):
+    before = _comparable(previous.config)
+    current = _comparable(OmegaConf.to_container(cfg, resolve=True))
+    if before != _without_added_defaults(current, before, cfg):
         raise RuntimeError(
             f"{run_dir} holds a run with a different config; give this run another "
             "directory (e.g. another `name=`) or delete the old one"

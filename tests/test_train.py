@@ -148,6 +148,14 @@ def test_rerunning_a_completed_run_skips_it_and_guards_its_directory(tmp_path):
     assert again == json.loads((tmp_path / "results.json").read_text()) == first
     with pytest.raises(RuntimeError, match="different config"):
         train(compose_config(*FAST, "seed=1"), tmp_path)
+    # A record from before an option existed (`train.compile` here) is the same run when the
+    # option holds its default, and a different one when it does not.
+    record = json.loads((tmp_path / "results.json").read_text())
+    del record["config"]["train"]["compile"]
+    (tmp_path / "results.json").write_text(json.dumps(record))
+    assert train(cfg, tmp_path)["status"] == "completed"
+    with pytest.raises(RuntimeError, match="different config"):
+        train(compose_config(*FAST, "train.compile=true"), tmp_path)
 
 
 @pytest.mark.parametrize(
