@@ -304,8 +304,10 @@ class PlanStage(_Stage):
         tasks = _task_dirs(self.work)
         clustering = Clustering.load(self.work / "cluster" / CLUSTERING_FILE)
         clustering.merges = json.loads((self.work / "cluster" / "merges.json").read_text())
-        tokens = sum(np.load(task / "counts.npz")["tokens"] for task in tasks)
-        chunks = sum(np.load(task / "counts.npz")["chunks"] for task in tasks)
+        tokens, chunks = 0, 0
+        for task in tasks:
+            with np.load(task / "counts.npz") as counts:
+                tokens, chunks = tokens + counts["tokens"], chunks + counts["chunks"]
         clustering, remap, _ = merge_small_domains(
             clustering, chunks, tokens[0], self.cfg.min_domain_chunks, self.seq_len
         )

@@ -154,6 +154,9 @@ def _comparable(config: dict) -> dict:
     return _without_nulls(config)
 
 
+_NO_DEFAULT = object()  # an option without a schema default
+
+
 def _schema_default(cfg: DictConfig, path: tuple[str, ...], key: str) -> object:
     """The default of option `key` of the config node at `path`, from its dataclass schema
     (`_NO_DEFAULT` when the node has none), as a plain value."""
@@ -174,9 +177,6 @@ def _schema_default(cfg: DictConfig, path: tuple[str, ...], key: str) -> object:
     if dataclasses.is_dataclass(default):
         return OmegaConf.to_container(OmegaConf.structured(default), resolve=True)
     return default
-
-
-_NO_DEFAULT = object()
 
 
 def _without_added_defaults(
