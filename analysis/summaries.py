@@ -68,10 +68,11 @@ def weight_oscillation(run_dir: str | None) -> float:
     return float(trajectory.diff().abs().sum(axis=1).iloc[1:].mean())
 
 
-def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: its setting columns, then `RUN_COLUMNS`, any task scores (`mmlu/acc`...),
-    the weights' oscillation, then the weights as JSON."""
-    keys = identity_columns(runs)
+def summarize(runs: pd.DataFrame, keys: list[str] | None = None) -> pd.DataFrame:
+    """One row per run: its setting columns (`keys`, by default `identity_columns`), then
+    `RUN_COLUMNS`, any task scores (`mmlu/acc`...), the weights' oscillation, then the weights as
+    JSON."""
+    keys = identity_columns(runs) if keys is None else keys
     table = runs[keys + RUN_COLUMNS + task_columns(runs)].copy()
     table["weight_oscillation"] = [weight_oscillation(d) for d in runs["run_dir"]]
     for column in WEIGHT_COLUMNS:
@@ -150,9 +151,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs = load_runs(args.dirs)
     keys = identity_columns(runs)
-    summary = summarize(runs)
-    if args.merge and args.out.exists():
-        summary = merge(pd.read_csv(args.out), summary, keys)
+    previous = pd.read_csv(args.out) if args.merge and args.out.exists() else None
+    if previous is not None:
+        # A setting column of the earlier summary stays one when every run added now shares its
+        # value (a part of the sweep at one vocabulary size), or the merged rows would lack it.
+        keys += [
+            c for c in previous.columns if c in runs and c.startswith("config.") and c not in keys
+        ]
+    summary = summarize(runs, keys)
+    if previous is not None:
+        summary = merge(previous, summary, keys)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     summary.to_csv(args.out, index=False)
     _print(separation(summary, keys), Console(width=200))

@@ -66,8 +66,11 @@ def test_report_renders_from_summaries_alone_and_names_what_is_missing(tmp_path)
             "seed": seed,
             "status": "completed",
             "target_loss": loss + 0.01 * seed,
+            "model": "tiny",
             "config.data.vocab_size": 512,
             "train_tokens": 300000,
+            "train_flops": 1e12,
+            "mixer_flops": 0.5e12 * (label == "dga"),
         }
         for seed in range(3)
         for label, loss in (("uniform", 6.0), ("dga", 5.5 + 0.02 * seed))
@@ -82,6 +85,7 @@ def test_report_renders_from_summaries_alone_and_names_what_is_missing(tmp_path)
     # The claim's table: each variant's mean and sd over its completed seeds.
     assert "| 10,000 " in report and "| dga " in report and "3.2000 ± 0.1100" in report
     assert "| 512 " in report and "300,000" in report
+    assert "| 1.5, 1.0 " in report  # TFLOP per run: dga's probes on top of the training
     out = tmp_path / "docs" / "findings.md"
     assert main(["--data", str(data), "--out", str(out)]) == 0
     assert out.read_text() == report
@@ -114,17 +118,23 @@ def test_targets_are_tallied_as_wins_ties_and_losses_against_uniform_and_importa
                     {"mixer_label": label, "seed": seed, "target_loss": 5.0 - g[seed], **where}
                 )
     write(data, "targets", [{**r, "status": "completed"} for r in rows])
-    regime = [  # bbc/tech, the regime's vocabulary 4096 / 1M setting: dga and importance both win
+    # bbc/tech, the regime's tiny / vocabulary 4096 / 1M setting: dga and importance both win.
+    # The same setting one model size up is the regime's model axis, not a target: left out.
+    regime = [
         {
             "mixer_label": label,
             "seed": seed,
             "status": "completed",
-            "target_loss": loss - 0.01 * seed * (label != "uniform"),
+            "target_loss": loss - 0.01 * seed * (label != "uniform") + shift,
+            "model": model,
             "config.data.vocab_size": 4096,
             "train_tokens": 1_000_000,
+            "train_flops": 1e12,
+            "mixer_flops": 0.0,
         }
         for seed in range(3)
         for label, loss in (("uniform", 6.0), ("dga", 5.5), ("importance", 5.7))
+        for model, shift in (("tiny", 0.0), ("tiny_d160", 0.5 * (label == "uniform")))
     ]
     write(data, "regime", regime)
     report = render(data)

@@ -82,6 +82,27 @@ def test_merge_adds_a_partial_sweep_to_the_committed_summary(sweep, tmp_path):
     assert len(pd.read_csv(out)) == 2
 
 
+def test_a_setting_column_is_kept_when_the_part_added_shares_one_value(tmp_path):
+    """A sweep over two learning rates, then a part of it re-run at one of them: the part's rows
+    still carry their learning rate (it varies in the committed summary, not in the part)."""
+
+    def run(root, name, lr, seed):
+        folder = write_run(root, name, seed=seed, target=3.0 + lr)
+        record = json.loads((folder / "results.json").read_text())
+        record["config"]["train"]["lr"] = lr
+        (folder / "results.json").write_text(json.dumps(record))
+
+    out = tmp_path / "s.csv"
+    for lr in (0.1, 0.2):
+        run(tmp_path / "first", f"uniform{lr}", lr, seed=0)
+    assert main([str(tmp_path / "first"), "--out", str(out)]) == 0
+    run(tmp_path / "part", "uniform_seed1", 0.2, seed=1)
+    assert main([str(tmp_path / "part"), "--out", str(out), "--merge"]) == 0
+    merged = pd.read_csv(out)
+    pairs = zip(merged["config.train.lr"], merged["seed"], strict=True)
+    assert sorted(pairs) == [(0.1, 0), (0.2, 0), (0.2, 1)]
+
+
 def test_a_target_is_named_and_kept_apart_when_sweeps_are_merged(tmp_path):
     """Two specialist targets summarised one after the other: each summary names its target
     (though every run in it shares it), and merging keeps both targets' runs of the same mixer
