@@ -10,6 +10,7 @@ BENCHMARKS = [
     "benchmarks.mixer_overhead",
     "benchmarks.prepare",
     "benchmarks.sweep_parallelism",
+    "benchmarks.ddp_scaling",
 ]
 
 

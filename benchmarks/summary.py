@@ -37,8 +37,19 @@ def main() -> None:
         print(
             f"\nharness / plain at tiny = **{throughput['harness_over_plain']:.3f}** (target >= "
             f"0.97); fixed cost per step at the near-zero model = "
-            f"**{throughput['fixed_cost_ms_per_step']:.2f} ms** (target <= 1)\n"
+            f"**{throughput['fixed_cost_ms_per_step']:.2f} ms** (target <= 1)"
         )
+        if floor := throughput.get("lightning_floor"):
+            paired = throughput["sizes"]["near_zero"]["paired_difference_ms_per_step"]
+            print(
+                f"(per interleaved round {paired['mean']:.2f} ± {paired['standard_error']:.2f} ms, "
+                f"mean ± standard error over {paired['rounds']} rounds). Of it, Lightning's own "
+                f"loop with the harness's callbacks and logging, around a 4-parameter model: "
+                f"**{floor['cost_ms_per_step']:.2f} ms** per step "
+                f"({floor['median_ms_per_step']['harness']:.2f} against "
+                f"{floor['median_ms_per_step']['plain']:.2f} ms in a plain loop)."
+            )
+        print()
         if options := throughput.get("options_at_tiny"):
             print("| option (tiny, harness) | tokens/s (median) | speed-up over fp32 |")
             print("|---|---:|---:|")
@@ -81,6 +92,24 @@ def main() -> None:
         t = prepare["tokenizer"]
         print(f"| BPE training | {t['train_mb_per_s']:.2f} MB/s |")
         print(f"| tokenization | {t['encode_mb_per_s']:.2f} MB/s |")
+    if sweeps := _load("sweep_parallelism"):
+        print("\n| sweep (runs x tokens) | sequential runs/hour | parallel runs/hour | ratio |")
+        print("|---|---:|---:|---:|")
+        for r in sweeps["lengths"].values():
+            s, per_hour = r["settings"], r["runs_per_hour"]
+            print(
+                f"| {s['runs']} x {s['tokens']:,} | {per_hour['sequential']:.0f} | "
+                f"{per_hour['parallel']:.0f} | {r['parallel_over_sequential']:.2f} |"
+            )
+        print()
+    for name in ("ddp_scaling", "ddp_scaling_gpu"):
+        if ddp := _load(name):
+            s, rates = ddp["settings"], ddp["median_tokens_per_s"]
+            print(
+                f"DDP ({name}): one process {rates['one']:,.0f} tokens/s, {s['processes']} "
+                f"processes {rates['ddp']:,.0f}: **{ddp['ddp_over_one']:.2f}x** (efficiency per "
+                f"process {ddp['efficiency_per_process']:.2f}).\n"
+            )
     if scale := _load("prepare_scale"):  # `make bench-scale`
         print(f"\nStreaming preparation, k = {scale['settings']['domains']} (make bench-scale):\n")
         print("| run | documents | chunks | workers | seconds | documents/s | peak RSS MB |")

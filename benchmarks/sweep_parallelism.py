@@ -5,22 +5,26 @@ launcher (`hydra/launcher=parallel`, conf/hydra/launcher/parallel.yaml) with `co
 started with one torch thread. Each measurement is a whole `python -m experiments.train -m` of
 `--runs` small runs on synthetic data in a fresh directory, from launch to exit (start-up,
 validation and checkpoints included, as a findings sweep pays them); the two are interleaved
-`--repeats` times, since the machine is shared, and compared by their medians.
+`--repeats` times, since the machine is shared, and compared by their medians. Results are kept
+per run length (`--tokens`): a measurement at one length leaves the others' in the file.
 
     python -m benchmarks.sweep_parallelism [--runs 4] [--tokens 65536] [--repeats 2]
+    python -m benchmarks.sweep_parallelism --runs 2 --tokens 1000000   # findings-length runs
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.common import interleaved, median, print_table, write_results
+from benchmarks.common import RESULTS_DIR, interleaved, median, print_table, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,14 +75,17 @@ def main() -> None:
     print(
         f"parallel / sequential runs per hour = {per_hour['parallel'] / per_hour['sequential']:.2f}"
     )
+    previous = RESULTS_DIR / "sweep_parallelism.json"
+    lengths = json.loads(previous.read_text())["lengths"] if previous.exists() else {}
+    lengths[str(args.tokens)] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "settings": {"runs": args.runs, "tokens": args.tokens, "cores": cores},
+        "seconds": samples,
+        "runs_per_hour": per_hour,
+        "parallel_over_sequential": per_hour["parallel"] / per_hour["sequential"],
+    }
     path = write_results(
-        "sweep_parallelism",
-        {
-            "settings": {"runs": args.runs, "tokens": args.tokens, "cores": cores},
-            "seconds": samples,
-            "runs_per_hour": per_hour,
-            "parallel_over_sequential": per_hour["parallel"] / per_hour["sequential"],
-        },
+        "sweep_parallelism", {"lengths": dict(sorted(lengths.items(), key=lambda kv: int(kv[0])))}
     )
     print(f"written: {path}")
 

@@ -10,7 +10,11 @@ checkpoints' writing. Steady state only: the first steps are not timed.
 Two model sizes: the tiny GPT (4 layers, d=128), where the ratio harness / plain is what a CPU
 user sees, and a near-zero one (1 layer, d=32), whose own step is so short that harness ms/step -
 plain ms/step exposes the harness's fixed cost per step: what remains of it on a GPU, where every
-model's step is short.
+model's step is short. The near-zero pair is interleaved more times, and its fixed cost is also
+given as the mean of the per-round differences with its standard error: on this shared machine a
+round's ms/step varies by a few ms. Last, the same Trainer set-up around a 4-parameter module
+against the same plain loop: Lightning's own per-step cost, part of the fixed cost that no change
+inside the harness's step can remove.
 
     python -m benchmarks.throughput [--steps 40] [--repeats 3]
 """
@@ -18,7 +22,9 @@ model's step is short.
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import statistics
 import tempfile
 import time
 import warnings
@@ -44,10 +50,11 @@ from benchmarks.common import interleaved, median, peak_matmul_flops, print_tabl
 from domains.sampler import MixtureSampler
 from domains.synthetic import SyntheticDataConfig, generate
 from experiments.preemption import SaveOnSignal
+from experiments.profiler import NoProfiler
 from experiments.progress import REDRAWS_PER_SECOND, ProgressBar
 from mixers import MIXERS, build_mixer
 from models.gpt import GPTConfig, sequence_loss
-from models.lm import MixtureLM
+from models.lm import MixtureLM, _StepCounter
 from models.train_config import TrainConfig
 
 BATCH, CONTEXT, WARMUP = 16, 128, 5
@@ -57,6 +64,8 @@ SIZES = {
     "tiny": ({"n_layer": 4, "n_head": 4, "d_model": 128}, 1),
     "near_zero": ({"n_layer": 1, "n_head": 1, "d_model": 32}, 5),
 }
+NEAR_ZERO_ROUNDS = 4  # times --repeats: the fixed cost is a difference of two noisy timings
+FLOOR_STEPS = 1500
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 
 
@@ -108,6 +117,30 @@ class _SteadyStateTimer(L.Callback):
         self.seconds = time.perf_counter() - self.start
 
 
+def harness_trainer(log_dir: str, steps: int, timer: L.Callback, precision: str = "32-true"):
+    """A Trainer set up as experiments/train.py sets it up, minus validation and checkpoint
+    writing, with `timer` among its callbacks."""
+    return L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=steps,
+        logger=CSVLogger(log_dir, name="", version=""),
+        profiler=NoProfiler(),
+        callbacks=[
+            timer,
+            SaveOnSignal(Path(log_dir) / "last.ckpt"),
+            ModelCheckpoint(dirpath=log_dir, every_n_train_steps=10**9, save_top_k=0),
+            ProgressBar(),
+        ],
+        gradient_clip_val=1.0,
+        precision=precision,
+        log_every_n_steps=10,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+    )
+
+
 def fit_tokens_per_second(
     data,
     steps: int,
@@ -121,26 +154,58 @@ def fit_tokens_per_second(
     callbacks experiments/train.py gives it (steady state: a compilation happens before)."""
     timer = _SteadyStateTimer()
     with tempfile.TemporaryDirectory() as log_dir:
-        trainer = L.Trainer(
-            accelerator="cpu",
-            devices=1,
-            max_steps=steps,
-            logger=CSVLogger(log_dir, name="", version=""),
-            callbacks=[
-                timer,
-                SaveOnSignal(Path(log_dir) / "last.ckpt"),
-                ModelCheckpoint(dirpath=log_dir, every_n_train_steps=10**9, save_top_k=0),
-                ProgressBar(),
-            ],
-            gradient_clip_val=1.0,
-            precision=precision,
-            log_every_n_steps=10,
-            limit_val_batches=0,
-            num_sanity_val_steps=0,
-            enable_model_summary=False,
-        )
+        trainer = harness_trainer(log_dir, steps, timer, precision)
         trainer.fit(make_module(data, steps, mixer_name, size, compile, **mixer_options))
     return (steps - WARMUP) * BATCH * CONTEXT / timer.seconds
+
+
+class _FourParameters(L.LightningModule):
+    """A model with no work in it, trained under the harness's Trainer: what is left of a step
+    is the loop's own cost (with the train loss logged every 10 steps, as the harness logs)."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(4))
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(_StepCounter(), batch_size=None)
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD(self.parameters(), lr=0.1)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    def training_step(self, batch, batch_idx):
+        return (2 * self.weight).sum()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self.global_step % self.trainer.log_every_n_steps == 0:
+            self.log("train/loss", outputs["loss"], prog_bar=True)
+
+
+def floor_ms_per_step(lightning: bool, steps: int = FLOOR_STEPS) -> float:
+    """ms per step of the 4-parameter model: in the harness's Trainer, or in a plain loop."""
+    if lightning:
+        timer = _SteadyStateTimer()
+        with tempfile.TemporaryDirectory() as log_dir:
+            harness_trainer(log_dir, steps, timer).fit(_FourParameters())
+        return 1000 * timer.seconds / (steps - WARMUP)
+    weight = torch.nn.Parameter(torch.ones(4))
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    for step in range(steps):
+        if step == WARMUP:
+            start = time.perf_counter()
+        loss = (2 * weight).sum()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([weight], 1.0)
+        optimizer.step()
+        scheduler.step()
+    return 1000 * (time.perf_counter() - start) / (steps - WARMUP)
 
 
 def redraw_ms(redraws: int = 500) -> float:
@@ -184,6 +249,7 @@ def main() -> None:
     sizes, rows = {}, []
     for size, (_, more) in SIZES.items():
         steps = args.steps * more
+        rounds = args.repeats * (NEAR_ZERO_ROUNDS if size == "near_zero" else 1)
         samples = interleaved(
             {
                 "plain": lambda steps=steps, size=size: plain_loop(data, steps, size),
@@ -191,10 +257,14 @@ def main() -> None:
                     data, steps, size=size
                 ),
             },
-            args.repeats,
+            rounds,
         )
         flops_per_token = make_module(data, steps, size=size).model.flops_per_token()
         plain, ours = median(samples["plain"]), median(samples["harness"])
+        differences = [
+            ms_per_step(h) - ms_per_step(p)
+            for h, p in zip(samples["harness"], samples["plain"], strict=True)
+        ]
         sizes[size] = {
             "model": SIZES[size][0],
             "steps": steps,
@@ -203,6 +273,11 @@ def main() -> None:
             "median_tokens_per_s": {"plain": plain, "harness": ours},
             "ms_per_step": {"plain": ms_per_step(plain), "harness": ms_per_step(ours)},
             "fixed_cost_ms_per_step": ms_per_step(ours) - ms_per_step(plain),
+            "paired_difference_ms_per_step": {
+                "mean": statistics.mean(differences),
+                "standard_error": statistics.stdev(differences) / math.sqrt(len(differences)),
+                "rounds": len(differences),
+            },
             "harness_over_plain": ours / plain,
             "mfu": {
                 "plain": plain * flops_per_token / peak,
@@ -213,6 +288,16 @@ def main() -> None:
             [size, name, median(values), ms_per_step(median(values))]
             for name, values in samples.items()
         ]
+    floor = interleaved(
+        {"plain": lambda: floor_ms_per_step(False), "harness": lambda: floor_ms_per_step(True)},
+        args.repeats,
+    )
+    lightning_floor = {
+        "steps": FLOOR_STEPS,
+        "ms_per_step": floor,
+        "median_ms_per_step": {name: median(v) for name, v in floor.items()},
+        "cost_ms_per_step": median(floor["harness"]) - median(floor["plain"]),
+    }
     # The speed options, at tiny: torch.compile of the training step's model, bf16 autocast.
     options = interleaved(
         {
@@ -240,9 +325,12 @@ def main() -> None:
         f"progress bar: one redraw {redraw:.2f} ms, {redraw * REDRAWS_PER_SECOND / 10:.1f} % of a "
         f"core at {REDRAWS_PER_SECOND}/s ({redraw * 100 / 10:.1f} % at Lightning's default 100/s)"
     )
+    paired = near_zero["paired_difference_ms_per_step"]
     print(
         f"fixed cost at near-zero = {near_zero['fixed_cost_ms_per_step']:.2f} ms/step  "
-        "(target <= 1)"
+        f"(target <= 1); per round {paired['mean']:.2f} +- {paired['standard_error']:.2f} (se) "
+        f"over {paired['rounds']} rounds; Lightning's own loop "
+        f"{lightning_floor['cost_ms_per_step']:.2f} ms/step of it"
     )
     path = write_results(
         "throughput",
@@ -255,6 +343,7 @@ def main() -> None:
             },
             "matmul_peak_flops": peak,
             "sizes": sizes,
+            "lightning_floor": lightning_floor,
             "options_at_tiny": {
                 "tokens_per_s": options,
                 "median_tokens_per_s": {name: median(v) for name, v in options.items()},

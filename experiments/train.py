@@ -40,6 +40,7 @@ from experiments.config import (
     register_configs,
 )
 from experiments.preemption import SaveOnSignal
+from experiments.profiler import NoProfiler
 from experiments.progress import ProgressBar
 from experiments.quiet import quiet_lightning
 from experiments.reference import load_reference, reference_record
@@ -287,6 +288,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             max_steps=1,  # set below, once the world size is known
             logger=loggers,
             plugins=plugins,
+            profiler=NoProfiler(),
             callbacks=[
                 on_signal,
                 ModelCheckpoint(
