@@ -224,11 +224,12 @@ def regime_section(runs: pd.DataFrame | None) -> list[str]:
         + ".",
         "",
         "The findings experiments use the tiny GPT at vocabulary 4,096 and 1M training tokens "
-        "(`token_limited`, `fine_grained`, `stability`, `targets`): the cheapest setting here where three "
-        "seeds separate both DGA and importance sampling from uniform on the real-text "
-        "vocabulary. One model size up separates the same two mixers at that budget, for more "
-        "compute per run (table), so the findings stay at the tiny GPT. The demo keeps 300,000 tokens so that `make demo` stays within about 15 "
-        "minutes on 2 cores; at 300,000 tokens no mixer separates from uniform with three seeds, "
+        "(`token_limited`, `fine_grained`, `stability`, `targets`): the cheapest setting here "
+        "where three seeds separate both DGA and importance sampling from uniform on the "
+        "real-text vocabulary. One model size up separates the same two mixers at that budget, "
+        "for more compute per run (table), so the findings stay at the tiny GPT. The demo keeps "
+        "300,000 tokens so that `make demo` stays within about 15 minutes on 2 cores; at 300,000 "
+        "tokens no mixer separates from uniform with three seeds, "
         "so the demo's one seed per mixer is a demonstration of the pipeline, not a finding.",
         "",
     ]
