@@ -54,7 +54,7 @@ from experiments.profiler import NoProfiler
 from experiments.progress import REDRAWS_PER_SECOND, ProgressBar
 from mixers import MIXERS, build_mixer
 from models.gpt import GPTConfig, sequence_loss
-from models.lm import MixtureLM, _StepCounter
+from models.lm import MixtureLM, StepCounter
 from models.train_config import TrainConfig
 
 BATCH, CONTEXT, WARMUP = 16, 128, 5
@@ -168,7 +168,7 @@ class _FourParameters(L.LightningModule):
         self.weight = torch.nn.Parameter(torch.ones(4))
 
     def train_dataloader(self):
-        return torch.utils.data.DataLoader(_StepCounter(), batch_size=None)
+        return torch.utils.data.DataLoader(StepCounter(), batch_size=None)
 
     def configure_optimizers(self):
         optimizer = torch.optim.SGD(self.parameters(), lr=0.1)

@@ -33,7 +33,9 @@ from models.train_config import TrainConfig
 MAX_LOGGED_DOMAINS = 128
 
 
-class _StepCounter(IterableDataset):
+class StepCounter(IterableDataset):
+    """The train DataLoader's items: step numbers, endlessly (batches are drawn in the step)."""
+
     def __iter__(self):
         return itertools.count()
 
@@ -190,7 +192,7 @@ class MixtureLM(L.LightningModule):
         }
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(_StepCounter(), batch_size=None)
+        return DataLoader(StepCounter(), batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
         # Every rank evaluates every sequence: exact metrics, no padding duplicates.
