@@ -246,11 +246,14 @@ def _number(value: float) -> str:
 
 def variant_table(runs: pd.DataFrame, claim: Claim) -> pd.DataFrame:
     """Per value of the claim's x column and mixer variant: seeds, mean and seed sd of the
-    claim's metric and of the specialist loss, and the paired gain over uniform at the same x."""
+    claim's metric and of the specialist loss, the paired gain over uniform at the same x and,
+    where the claim's `worse` mixer is not uniform, over that mixer too (columns without any
+    value left out). Where a mixer spends
+    compute of its own (probes), its FLOPs as a fraction of the training's."""
     done = runs[runs["status"] == "completed"]
+    with_cost = "mixer_flops" in done and (done["mixer_flops"] > 0).any()
     rows = []
     for (x, label), group in done.groupby([claim.x, "mixer_label"], sort=True):
-        uniform = done[(done[claim.x] == x) & (done["mixer_label"] == "uniform")]
         row = {
             claim.x_title: _number(x),
             "mixer": label,
@@ -260,15 +263,22 @@ def variant_table(runs: pd.DataFrame, claim: Claim) -> pd.DataFrame:
         }
         if claim.metric != "target_loss":
             row["target_loss (mean)"] = f"{group['target_loss'].mean():.4f}"
-        gain = compare(
-            uniform.groupby("seed")["target_loss"].mean() if len(uniform) else None,
-            group.groupby("seed")["target_loss"].mean(),
-        )
-        # No gain where uniform did not run at this x (or for uniform itself).
-        no_gain = label == "uniform" or not len(uniform)
-        row["gain vs uniform [95% CI]"] = "–" if no_gain else _interval_text(gain)
+        if with_cost:
+            row["mixer / training FLOPs"] = f"{(group.mixer_flops / group.train_flops).mean():.2f}"
+        baselines = ["uniform"] + ([claim.worse] if claim.worse != "uniform" else [])
+        for baseline in baselines:
+            other = done[(done[claim.x] == x) & (done["mixer_label"] == baseline)]
+            gain = compare(
+                other.groupby("seed")["target_loss"].mean() if len(other) else None,
+                group.groupby("seed")["target_loss"].mean(),
+            )
+            # No gain where the baseline did not run at this x, or for the baseline itself.
+            no_gain = label == baseline or not len(other)
+            row[f"gain vs {baseline} [95% CI]"] = "–" if no_gain else _interval_text(gain)
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    # A gain column with no value at all (no baseline at any x of the experiment) says nothing.
+    return table.loc[:, ~(table == "–").all()]
 
 
 def claim_figure(runs: pd.DataFrame, claim: Claim) -> Figure:

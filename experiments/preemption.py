@@ -42,7 +42,7 @@ class SaveOnSignal(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
         # Every rank stops at the same step if any of them was signalled.
         if trainer.strategy.reduce_boolean_decision(self.caught is not None, all=False):
-            trainer.save_checkpoint(self.checkpoint)
+            trainer.save_checkpoint(self.checkpoint, weights_only=False)
             trainer.should_stop = True
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

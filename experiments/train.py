@@ -339,8 +339,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             if lm.last_validated_step != trainer.global_step:
                 trainer.validate(lm, verbose=False)
             if lm.saved_step != trainer.global_step:
-                # last.ckpt holds the final model (what `mixer.reference=<this run>` loads).
-                trainer.save_checkpoint(run_dir / "checkpoints" / LAST)
+                # last.ckpt holds the final model (what `mixer.reference=<this run>` loads);
+                # the full state a resume needs, not the weights alone.
+                trainer.save_checkpoint(run_dir / "checkpoints" / LAST, weights_only=False)
             record.status = "completed"
     except Exception as error:
         record.status = "failed"

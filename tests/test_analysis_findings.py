@@ -12,6 +12,7 @@ from analysis.findings import (
     REPRODUCED,
     main,
     render,
+    variant_table,
     verdict,
 )
 from analysis.paired import Interval, paired_interval
@@ -94,6 +95,39 @@ def test_report_renders_from_summaries_alone_and_names_what_is_missing(tmp_path)
     first = figure.read_bytes()
     main(["--data", str(data), "--out", str(out)])
     assert figure.read_bytes() == first  # re-rendering changes no byte
+
+
+def test_a_claims_table_gives_each_x_its_gain_over_the_worse_mixer_and_the_probe_cost():
+    claim = next(c for c in CLAIMS if c.experiment == "fine_grained")
+    # At k = 16 dga_dr beats importance by 0.2, 0.3, 0.1 (its probes cost 0.3 of the training);
+    # at k = 32 importance ran alone. No uniform anywhere: no column of gains over it.
+    rows = [
+        {"num_domains": 16, "mixer_label": "importance", "seed": s, "target_loss": 6.0}
+        for s in range(3)
+    ]
+    rows += [
+        {
+            "num_domains": 16,
+            "mixer_label": "dga_dr",
+            "seed": s,
+            "target_loss": 6.0 - gain,
+            "mixer_flops": 3e11,
+        }
+        for s, gain in enumerate([0.2, 0.3, 0.1])
+    ]
+    rows += [{"num_domains": 32, "mixer_label": "importance", "seed": 0, "target_loss": 6.1}]
+    runs = (
+        pd.DataFrame(rows).fillna({"mixer_flops": 0.0}).assign(status="completed", train_flops=1e12)
+    )
+    table = variant_table(runs, claim).set_index(["domains (k)", "mixer"])
+    expected = paired_interval([0.2, 0.3, 0.1])
+    assert table.loc[("16", "dga_dr"), "gain vs importance [95% CI]"] == (
+        f"{expected.mean:+.4f} [{expected.low:+.4f}, {expected.high:+.4f}] over 3 seeds"
+    )
+    assert table.loc[("16", "dga_dr"), "mixer / training FLOPs"] == "0.30"
+    assert table.loc[("16", "importance"), "mixer / training FLOPs"] == "0.00"
+    assert table.loc[("32", "importance"), "gain vs importance [95% CI]"] == "–"
+    assert "gain vs uniform [95% CI]" not in table
 
 
 def test_targets_are_tallied_as_wins_ties_and_losses_against_uniform_and_importance(tmp_path):
