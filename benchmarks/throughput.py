@@ -132,7 +132,6 @@ def harness_trainer(log_dir: str, steps: int, timer: L.Callback, precision: str 
             ModelCheckpoint(dirpath=log_dir, every_n_train_steps=10**9, save_top_k=0),
             ProgressBar(),
         ],
-        gradient_clip_val=1.0,
         precision=precision,
         log_every_n_steps=10,
         limit_val_batches=0,
@@ -165,6 +164,7 @@ class _FourParameters(L.LightningModule):
 
     def __init__(self):
         super().__init__()
+        self.automatic_optimization = False
         self.weight = torch.nn.Parameter(torch.ones(4))
 
     def train_dataloader(self):
@@ -179,7 +179,15 @@ class _FourParameters(L.LightningModule):
         }
 
     def training_step(self, batch, batch_idx):
-        return (2 * self.weight).sum()
+        # The step as MixtureLM takes it (manual optimization, gradients clipped).
+        loss = (2 * self.weight).sum()
+        optimizer = self.optimizers()
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        self.clip_gradients(optimizer, 1.0, "norm")
+        optimizer.step()
+        self.lr_schedulers().step()
+        return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
         if self.global_step % self.trainer.log_every_n_steps == 0:

@@ -301,7 +301,6 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                 ),
                 ProgressBar(),
             ],
-            gradient_clip_val=cfg.train.grad_clip,
             log_every_n_steps=cfg.train.log_every,
             num_sanity_val_steps=0,
             check_val_every_n_epoch=None,

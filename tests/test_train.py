@@ -1,5 +1,6 @@
 """The training app end to end, as a user runs it."""
 
+import copy
 import csv
 import json
 import shutil
@@ -96,18 +97,23 @@ def test_a_failing_run_records_the_error(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "options",
+    ("options", "saved_by_automatic_optimization"),
     [
-        ["trainer.precision=32-true"],
-        ["trainer.precision=bf16-mixed"],
-        ["train.compile=true", "model.n_layer=1"],
+        (["trainer.precision=32-true"], False),
+        (["trainer.precision=bf16-mixed"], False),
+        (["train.compile=true", "model.n_layer=1"], False),
+        (["trainer.precision=32-true"], True),
     ],
-    ids=["fp32", "bf16-mixed", "compiled"],
+    ids=["fp32", "bf16-mixed", "compiled", "from-automatic-optimization"],
 )
-def test_resumed_run_matches_the_uninterrupted_one(tmp_path, options):
+def test_resumed_run_matches_the_uninterrupted_one(
+    tmp_path, options, saved_by_automatic_optimization
+):
     """A run continued from a mid-run checkpoint ends exactly where the uninterrupted run does:
-    in full precision, under bf16 autocast on the CPU (`trainer.precision=bf16-mixed`), and with
-    the model compiled for the training step (`train.compile=true`; one layer: less to compile)."""
+    in full precision, under bf16 autocast on the CPU (`trainer.precision=bf16-mixed`), with
+    the model compiled for the training step (`train.compile=true`; one layer: less to compile),
+    and from a checkpoint saved when the module still used Lightning's automatic optimization
+    (which counted the steps in another part of the loop state)."""
     overrides = (
         *FAST,
         "train.checkpoint_every=20",
@@ -124,6 +130,16 @@ def test_resumed_run_matches_the_uninterrupted_one(tmp_path, options):
     (resumed_dir / "checkpoints").mkdir(parents=True)
     shutil.copy(tmp_path / "full/checkpoints/previous.ckpt", resumed_dir / "checkpoints/last.ckpt")
     shutil.copy(tmp_path / "full/metrics.csv", resumed_dir / "metrics.csv")
+    if saved_by_automatic_optimization:
+        checkpoint = torch.load(resumed_dir / "checkpoints/last.ckpt", weights_only=True)
+        loop = checkpoint["loops"]["fit_loop"]
+        manual = loop["epoch_loop.manual_optimization.optim_step_progress"]
+        automatic = loop["epoch_loop.automatic_optimization.optim_progress"]["optimizer"]
+        assert manual["total"]["completed"] == 20
+        automatic["step"] = copy.deepcopy(manual)
+        for progress in manual.values():
+            progress.update(ready=0, completed=0)
+        torch.save(checkpoint, resumed_dir / "checkpoints/last.ckpt")
     resumed = train(compose_config(*overrides), resumed_dir)
 
     assert resumed["steps"] == full["steps"] == 32
