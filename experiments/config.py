@@ -102,6 +102,14 @@ DATA_SCHEMAS = {
 # the parameters by a relative 1e-4, which such parameters cannot represent.
 LOW_PRECISION_PARAMETERS = ("bf16-true", "16-true", "transformer-engine")
 
+# Trainer options of Lightning's automatic optimization, which the module replaces with its own
+# step (models/lm.py): their Lightning default, and what to set instead.
+AUTOMATIC_OPTIMIZATION_ONLY = {
+    "gradient_clip_val": (None, "set train.grad_clip instead"),
+    "gradient_clip_algorithm": (None, "train.grad_clip clips the global norm"),
+    "accumulate_grad_batches": (1, "raise train.batch_size instead"),
+}
+
 
 def check_config(cfg: DictConfig) -> None:
     """What the schemas' types cannot say, checked before any data is prepared: every group
@@ -123,6 +131,12 @@ def check_config(cfg: DictConfig) -> None:
             f"{cfg.trainer.precision} keeps them in 16 bits: use a *-mixed precision (the "
             "mixer's passes then run in fp32) or mixer.alignment=backward"
         )
+    for key, (default, instead) in AUTOMATIC_OPTIMIZATION_ONLY.items():
+        if cfg.trainer.get(key, default) != default:
+            raise ValueError(
+                f"trainer.{key} is not supported: the module takes its own optimizer step "
+                f"(manual optimization); {instead}"
+            )
 
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"

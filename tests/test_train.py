@@ -204,6 +204,8 @@ def test_a_wrong_choice_fails_at_composition_listing_the_valid_ones(overrides, v
             ("mixer=dga", "mixer.alignment=finite_difference", "trainer.precision=bf16-true"),
             "32-bit parameters",
         ),
+        (("+trainer.gradient_clip_val=1.0",), "train.grad_clip"),
+        (("+trainer.accumulate_grad_batches=4",), "accumulate_grad_batches is not supported"),
     ],
 )
 def test_config_mistakes_fail_before_any_data_is_prepared(overrides, message, monkeypatch):
