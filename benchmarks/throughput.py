@@ -184,10 +184,12 @@ class _FourParameters(L.LightningModule):
         optimizer = self.optimizers()
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
-        self.clip_gradients(optimizer, 1.0, "norm")
         optimizer.step()
         self.lr_schedulers().step()
         return loss
+
+    def on_before_optimizer_step(self, optimizer):
+        self.clip_gradients(optimizer, 1.0, "norm")
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
         if self.global_step % self.trainer.log_every_n_steps == 0:

@@ -270,10 +270,15 @@ class MixtureLM(L.LightningModule):
         optimizer = self.optimizers()
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
-        self.clip_gradients(optimizer, self.train_cfg.grad_clip, "norm")
-        optimizer.step()
+        optimizer.step()  # clips the gradients first: on_before_optimizer_step
         self.lr_schedulers().step()
         return loss
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Gradients are clipped here, inside `optimizer.step()`: under fp16 mixed precision the
+        loss scaler unscales them just before this hook, and clipping scaled gradients would
+        clip at a threshold thousands of times too low."""
+        self.clip_gradients(optimizer, self.train_cfg.grad_clip, "norm")
 
     def mixture_loss(self) -> torch.Tensor:
         """This step's training loss: the mixer updated if due, a batch drawn with its weights,

@@ -6,16 +6,24 @@ import json
 import shutil
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException
+from lightning.pytorch.plugins import MixedPrecision
 from omegaconf.errors import ConfigKeyError, ValidationError
 
+from domains.synthetic import SyntheticDataConfig, generate
 from experiments.config import mixer_label
 from experiments.prepare import run as run_prepare
 from experiments.relabel import main as relabel_main
 from experiments.results import read_results
 from experiments.train import train
+from mixers import build_mixer
+from mixers.uniform import UniformConfig
+from models.gpt import GPTConfig
+from models.lm import MixtureLM
+from models.train_config import TrainConfig
 from tests.conftest import FAST, compose_config, run_train_cli
 
 
@@ -314,3 +322,39 @@ def test_the_progress_bar_says_training_not_an_epoch_count(tmp_path, capsys):
     train(compose_config(*FAST), tmp_path)
     shown = capsys.readouterr().out
     assert "Training" in shown and "Epoch" not in shown
+
+
+def test_gradients_are_clipped_after_the_fp16_loss_scaler_unscales_them():
+    """The module takes its own optimizer step. Under fp16 mixed precision the gradients are
+    scaled by the loss scale (2^16 here) until the scaler unscales them inside the step; clipped
+    before that, they reached the optimizer at grad_clip / 2^16. The scaler runs on the CPU here
+    (Lightning maps `16-mixed` to bf16 on a CPU, so the plugin is built by hand)."""
+    data = generate(SyntheticDataConfig(num_domains=2, sequences_per_domain=16), seq_len=32)
+    torch.manual_seed(0)
+    model_cfg = GPTConfig(vocab_size=data.vocab_size, context_length=32, n_layer=1, d_model=32)
+    mixer = build_mixer(UniformConfig(), data.mixer_view())
+    lm = MixtureLM(model_cfg, TrainConfig(batch_size=4, grad_clip=1e-3), data, mixer, 0, 3)
+    norms = []
+
+    def record_norm(optimizer, args, kwargs):
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"]]
+        norms.append(float(torch.nn.utils.get_total_norm([g for g in grads if g is not None])))
+
+    class RecordNorms(L.Callback):
+        def on_train_start(self, trainer, module):
+            trainer.optimizers[0].register_step_pre_hook(record_norm)
+
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)],
+        callbacks=[RecordNorms()],
+    )
+    trainer.fit(lm)
+    assert norms == pytest.approx([1e-3] * 3, rel=1e-3)
