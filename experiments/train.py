@@ -224,6 +224,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     With `train.resume=auto` (the default), a run whose directory already holds a completed run of
     the same config is not redone, and an unfinished one continues from its last checkpoint.
     """
+    # Again here: a parallel sweep's workers (joblib's loky) receive this module's functions by
+    # value when it runs as __main__, without running its module-level code.
+    quiet_lightning()
     check_config(cfg)
     check_not_pipeline(cfg)
     if MIXERS[cfg.mixer.name][0].needs_reference and not cfg.mixer.reference:

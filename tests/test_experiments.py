@@ -29,6 +29,24 @@ def test_a_failed_run_does_not_stop_the_sweep_and_is_recorded(tmp_path):
     )
 
 
+def test_a_parallel_sweeps_runs_print_none_of_lightnings_noise(tmp_path):
+    """The joblib launcher's workers get the training function by value (the module runs as
+    __main__), so the output filters must be set inside each run too."""
+    launcher = ["hydra/launcher=parallel", "hydra.launcher.n_jobs=2"]
+    proc = run_train_cli("-m", *FAST, *launcher, "seed=0,1", f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(list(tmp_path.glob("*/results.json"))) == 2
+    output = proc.stdout + proc.stderr
+    for noise in (
+        "💡 Tip",
+        "GPU available",
+        "exists and is not empty",
+        "LeafSpec",
+        "Using ModelCheckpoint with manual optimization",
+    ):
+        assert noise not in output, noise
+
+
 @pytest.mark.slow
 def test_ddp_ranks_keep_identical_weights_and_draw_different_data(tmp_path):
     proc = run_train_cli(
