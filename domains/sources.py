@@ -62,6 +62,12 @@ class SourceConfig:
     where: dict[str, Any] = field(default_factory=dict)
     # Keep at most this many documents (after the filters); None: all.
     max_documents: int | None = None
+    # demo: multiply the corpus's character budgets (domains/demo.py; 4: about 3.4x the text).
+    demo_scale: int = 1
+
+    def __post_init__(self) -> None:
+        if self.demo_scale < 1:
+            raise ValueError(f"demo_scale must be a whole number >= 1, got {self.demo_scale}")
 
 
 @dataclass(frozen=True)
@@ -89,7 +95,7 @@ def fingerprint(cfg: SourceConfig) -> dict:
     if cfg.source == "files":
         return {"files": _stats(source_files(cfg))}
     if cfg.source == "demo":
-        return {"demo": demo_version()}
+        return {"demo": demo_version(cfg.demo_scale)}
     if cfg.source == "mmlu":
         return {"mmlu": [mmlu.version(), mmlu.check_subjects(cfg.subject)]}
     local = Path(cfg.name).expanduser()
@@ -107,7 +113,7 @@ def provenance(cfg: SourceConfig, cache_dir: Path) -> dict:
     if cfg.source == "files":
         record["sha256"] = {str(p): file_sha256(p) for p in source_files(cfg)}
     elif cfg.source == "demo":
-        record["sha256"] = {"demo_corpus": file_sha256(demo_corpus(cache_dir))}
+        record["sha256"] = {"demo_corpus": file_sha256(demo_corpus(cache_dir, cfg.demo_scale))}
     elif cfg.source == "mmlu":
         record["sha256"] = {
             f"{subject}/{split}": [file_sha256(p) for p in mmlu.split_files(subject, split)]
@@ -127,7 +133,7 @@ def _check_source(cfg: SourceConfig) -> None:
 def _raw_documents(cfg: SourceConfig, cache_dir: Path) -> Iterator[Document]:
     _check_source(cfg)
     if cfg.source == "demo":
-        yield from _jsonl(demo_corpus(cache_dir), text_field="text", id_field="id")
+        yield from _jsonl(demo_corpus(cache_dir, cfg.demo_scale), text_field="text", id_field="id")
     elif cfg.source == "mmlu":
         for subject in mmlu.check_subjects(cfg.subject):
             for split in mmlu.SPLITS.values():

@@ -106,6 +106,7 @@ class SpecialistConfig(SourceConfig):
     eval_chunks: int = 128
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.source == "mmlu":  # a misspelt subject fails at composition, listing the valid
             mmlu.check_subjects(self.subject)
 
@@ -139,6 +140,7 @@ class TextDataConfig(SourceConfig, DataConfig):
     streaming: StreamingConfig = field(default_factory=StreamingConfig)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.source == "mmlu":
             raise ValueError(
                 "MMLU is a specialist set, not a generic pool: use data.specialist.source=mmlu "

@@ -71,3 +71,22 @@ def test_demo_corpus_downloads_and_prepares(tmp_path):
     nearest = np.bincount(data.target_train_domain, minlength=data.num_domains)
     tech = [d["top_origins"][0][0] == "bbc/tech" for d in manifest["domains"]]
     assert nearest[tech].sum() > nearest.sum() / 2
+
+
+@pytest.mark.slow
+def test_demo_corpus_at_a_larger_scale_multiplies_the_budgets(tmp_path):
+    """`data.demo_scale` multiplies every part's budget; a part with less text gives all it has
+    (Shakespeare's whole works are about 0.8M characters), and the corpus is cached apart."""
+    with pytest.raises(ValueError, match="scale"):
+        demo_corpus(tmp_path, scale=0)
+    scale = 2
+    corpus = demo_corpus(tmp_path, scale=scale)
+    assert corpus.parent.name.endswith(f"-x{scale}")
+    assert [p.name for p in (tmp_path / "corpora").iterdir() if p.is_dir()] == [corpus.parent.name]
+    chars = Counter()
+    for line in corpus.read_text().splitlines():
+        row = json.loads(line)
+        chars[row["part"]] += len(row["text"])
+    for part in ("bbc", "wikipedia", "stdlib"):
+        assert 0.9 * scale * BUDGET_CHARS[part] <= chars[part] <= scale * BUDGET_CHARS[part]
+    assert BUDGET_CHARS["shakespeare"] < chars["shakespeare"] < scale * BUDGET_CHARS["shakespeare"]
