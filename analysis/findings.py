@@ -14,7 +14,9 @@ reproduced** when it lies below 0, and **inconclusive at this scale** when it co
 there are fewer than 3 paired seeds. An interval that contains 0 is never "reproduced".
 
 Each claim's section also has a table of every mixer variant in its experiment (mean over seeds,
-paired gain over uniform where uniform ran) and a figure (`docs/findings/<experiment>.png`). The
+paired gain over uniform where uniform ran) and a figure (`docs/findings/<experiment>.png`); an
+experiment that extends a claim's along its x axis in another setting (fine granularity past
+k = 64, on a larger corpus) joins its table and figure, each row naming its experiment. The
 `targets` experiment repeats the regime's comparison on other specialist sets, reported per
 target and as wins, ties and losses against uniform and importance sampling. The MMLU
 experiments at two model scales give the decision accuracy across scales (analysis/decision.py).
@@ -76,6 +78,15 @@ class Claim:
     # The summary column the experiment varies: its table's rows and its figure's x axis.
     x: str = "mixer_label"
     x_title: str = "mixer"
+    # Experiments that extend this one along x in another setting (a larger corpus): their runs
+    # join its table (a row names its experiment) and figure; `where` may pick one of them
+    # ({"experiment": name}) for the verdict.
+    parts: tuple[str, ...] = ()
+    log2_x: bool = False
+
+    @property
+    def experiments(self) -> tuple[str, ...]:
+        return (self.experiment, *self.parts)
 
 
 CLAIMS = [
@@ -97,9 +108,11 @@ CLAIMS = [
         "fine_grained",
         better="dga_dr",
         worse="importance",
-        where={"num_domains": 64},
+        where={"experiment": "fine_grained_large", "num_domains": 256},
         x="num_domains",
         x_title="domains (k)",
+        parts=("fine_grained_large",),
+        log2_x=True,
     ),
     Claim(
         "The EMA stabilises DGA",
@@ -135,6 +148,16 @@ def load(experiment: str, data_dir: Path = DATA_DIR) -> pd.DataFrame | None:
     costs = [c for c in ("train_flops", "mixer_flops", "upstream_flops") if c in runs]
     runs["total_flops"] = runs[costs].fillna(0).sum(axis=1)  # all compute the run stands for
     return runs
+
+
+def load_claim(claim: Claim, data_dir: Path = DATA_DIR) -> pd.DataFrame | None:
+    """The runs of the claim's experiment and its parts, each row with its `experiment`."""
+    frames = [
+        runs.assign(experiment=experiment)
+        for experiment in claim.experiments
+        if (runs := load(experiment, data_dir)) is not None
+    ]
+    return pd.concat(frames, ignore_index=True) if frames else None
 
 
 def _by_seed(runs: pd.DataFrame, label: str, where: dict, metric: str) -> pd.Series | None:
@@ -251,11 +274,17 @@ def variant_table(runs: pd.DataFrame, claim: Claim) -> pd.DataFrame:
     value left out). Where a mixer spends
     compute of its own (probes), its FLOPs as a fraction of the training's."""
     done = runs[runs["status"] == "completed"]
+    if "experiment" not in done:
+        done = done.assign(experiment=claim.experiment)
+    several = done["experiment"].nunique() > 1
     with_cost = "mixer_flops" in done and (done["mixer_flops"] > 0).any()
     rows = []
-    for (x, label), group in done.groupby([claim.x, "mixer_label"], sort=True):
+    for (x, experiment, label), group in done.groupby(
+        [claim.x, "experiment", "mixer_label"], sort=True
+    ):
         row = {
             claim.x_title: _number(x),
+            **({"experiment": experiment} if several else {}),
             "mixer": label,
             "seeds": str(len(group)),
             f"{claim.metric} (mean ± sd)": f"{group[claim.metric].mean():.4f} ± "
@@ -267,7 +296,11 @@ def variant_table(runs: pd.DataFrame, claim: Claim) -> pd.DataFrame:
             row["mixer / training FLOPs"] = f"{(group.mixer_flops / group.train_flops).mean():.2f}"
         baselines = ["uniform"] + ([claim.worse] if claim.worse != "uniform" else [])
         for baseline in baselines:
-            other = done[(done[claim.x] == x) & (done["mixer_label"] == baseline)]
+            other = done[
+                (done[claim.x] == x)
+                & (done["experiment"] == experiment)
+                & (done["mixer_label"] == baseline)
+            ]
             gain = compare(
                 other.groupby("seed")["target_loss"].mean() if len(other) else None,
                 group.groupby("seed")["target_loss"].mean(),
@@ -285,20 +318,35 @@ def claim_figure(runs: pd.DataFrame, claim: Claim) -> Figure:
     """The claim's metric against its x column: one dot per run, a line through each mixer
     variant's means."""
     done = runs[runs["status"] == "completed"]
+    if "experiment" not in done:
+        done = done.assign(experiment=claim.experiment)
     fig = Figure(figsize=(6.5, 4.2), layout="constrained", dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     colours = mixer_colours(done["mixer_label"])
     categorical = claim.x == "mixer_label"
     positions = {label: i for i, label in enumerate(sorted(done["mixer_label"].unique()))}
-    for label, group in done.groupby("mixer_label", sort=True):
+    for (label, experiment), group in done.groupby(["mixer_label", "experiment"], sort=True):
+        # A part's runs (another setting): hollow markers, a dashed line, its name in the legend.
+        part = experiment != claim.experiment
         xs = group[claim.x].map(positions) if categorical else group[claim.x]
-        ax.scatter(xs, group[claim.metric], color=colours[label], s=18, alpha=0.6, label=label)
+        ax.scatter(
+            xs,
+            group[claim.metric],
+            s=18,
+            alpha=0.6,
+            label=f"{label} ({experiment})" if part else label,
+            **({"facecolors": "none", "edgecolors": colours[label]} if part else {}),
+            **({} if part else {"color": colours[label]}),
+        )
         if not categorical:
             means = group.groupby(claim.x)[claim.metric].mean()
-            ax.plot(means.index, means.to_numpy(), color=colours[label], linewidth=1.5)
+            style = "--" if part else "-"
+            ax.plot(means.index, means.to_numpy(), style, color=colours[label], linewidth=1.5)
     if categorical:
         ax.set_xticks(list(positions.values()), list(positions))
+    elif claim.log2_x:
+        ax.set_xscale("log", base=2)
     ax.set_xlabel(claim.x_title)
     ax.set_ylabel(claim.metric)
     ax.set_title(f"{claim.title} (experiment={claim.experiment})", fontsize=10)
@@ -313,10 +361,11 @@ def claim_section(
     lines = [f"## {claim.title}", "", f"*Claim.* {claim.statement}", ""]
     if runs is None:
         return [*lines, f"Not run yet: `make findings EXP={claim.experiment}`.", ""]
+    verdict_experiment = claim.where.get("experiment", claim.experiment)
     interval = claim_interval(runs, claim)
 
     def side(label: str, where: dict) -> str:
-        filters = {**claim.where, **where}
+        filters = {k: v for k, v in {**claim.where, **where}.items() if k != "experiment"}
         return label + (
             f" ({', '.join(f'{k}={v}' for k, v in filters.items())})" if filters else ""
         )
@@ -329,14 +378,14 @@ def claim_section(
         outcome = (
             f"*No verdict yet*: no completed seed pairs {side(claim.worse, claim.worse_where)} "
             f"with {side(claim.better, claim.better_where)}; `make findings "
-            f"EXP={claim.experiment}` completes the sweep (completed runs are skipped)."
+            f"EXP={verdict_experiment}` completes the sweep (completed runs are skipped)."
         )
     else:
         outcome = (
             f"*Verdict: **{verdict(interval)}**.* {claim.metric} of "
             f"{side(claim.worse, claim.worse_where)} minus that of "
             f"{side(claim.better, claim.better_where)}, paired by seed: "
-            f"{_interval_text(interval)} (`experiment={claim.experiment}`)."
+            f"{_interval_text(interval)} (`experiment={verdict_experiment}`)."
         )
     lines += [
         outcome,
@@ -450,7 +499,7 @@ def render(data_dir: Path = DATA_DIR, figure_dir: Path | None = None) -> str:
     """The report; with `figure_dir`, each claim's figure is written there too."""
     missing = [
         experiment
-        for experiment in [c.experiment for c in CLAIMS]
+        for experiment in [e for c in CLAIMS for e in c.experiments]
         + ["targets", SMALL_EXPERIMENT, LARGE_EXPERIMENT]
         if load(experiment, data_dir) is None
     ]
@@ -468,7 +517,7 @@ def render(data_dir: Path = DATA_DIR, figure_dir: Path | None = None) -> str:
     regime = load("regime", data_dir)
     parts += regime_section(regime)
     for claim in CLAIMS:
-        parts += claim_section(claim, load(claim.experiment, data_dir), figure_dir)
+        parts += claim_section(claim, load_claim(claim, data_dir), figure_dir)
     parts += targets_section(target_runs(load("targets", data_dir), regime))
     parts += decision_section(load(SMALL_EXPERIMENT, data_dir), load(LARGE_EXPERIMENT, data_dir))
     return "\n".join(parts).rstrip() + "\n"

@@ -81,7 +81,10 @@ def test_report_renders_from_summaries_alone_and_names_what_is_missing(tmp_path)
     report = render(data)
     assert report == render(data)  # deterministic
     assert f"*Verdict: **{REPRODUCED}**.*" in report  # 0.3, 0.29, 0.31 over 3 seeds
-    missing = "fine_grained, stability, overhead, targets, mmlu_specialist, mmlu_specialist_up"
+    missing = (
+        "fine_grained, fine_grained_large, stability, overhead, targets, mmlu_specialist, "
+        "mmlu_specialist_up"
+    )
     assert f"Experiments not run yet: {missing}." in report
     # The claim's table: each variant's mean and sd over its completed seeds.
     assert "| 10,000 " in report and "| dga " in report and "3.2000 ± 0.1100" in report
@@ -214,3 +217,50 @@ def test_the_decision_accuracy_section_renders_from_both_scales(tmp_path):
     # (3 + 2 mixers) x 3 seeds x 1 PFLOP at each scale.
     assert "15.0 PFLOP at the small scale, 15.0 PFLOP at the large one" in section
     assert "Best small-scale predictor of each large-scale metric: target_loss:" in section
+
+
+def test_a_part_on_another_corpus_joins_the_claims_table_and_gives_its_verdict(tmp_path):
+    data = tmp_path / "findings"
+    claim = next(c for c in CLAIMS if c.parts)  # fine granularity: k = 256 on a larger corpus
+    (part,) = claim.parts
+    k = claim.where["num_domains"]
+
+    def runs(num_domains, gains):  # dga_dr's gain over importance per seed; uniform 0.5 worse
+        return [
+            {
+                "num_domains": num_domains,
+                "mixer_label": label,
+                "seed": seed,
+                "status": "completed",
+                "target_loss": loss,
+            }
+            for seed, gain in enumerate(gains)
+            for label, loss in (("importance", 6.0), ("dga_dr", 6.0 - gain), ("uniform", 6.5))
+        ]
+
+    # At k = 16 on the demo corpus dga_dr loses by 0.1 each seed; at k = 256 it gains 0.2-0.4.
+    write(data, claim.experiment, runs(16, [-0.1, -0.1, -0.1]))
+    write(data, part, runs(k, [0.2, 0.3, 0.4]))
+    report = render(data)
+    section = report[report.index(f"## {claim.title}") :].split("\n## ")[0]
+    expected = paired_interval([0.2, 0.3, 0.4])
+    assert f"*Verdict: **{REPRODUCED}**.*" in section
+    assert f"importance (num_domains={k}) minus that of dga_dr (num_domains={k})" in section
+    assert f"(`experiment={part}`)" in section
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("| ") and not line.startswith("| :")
+    ]
+    header, body = rows[0], rows[1:]
+    assert header[:3] == ["domains (k)", "experiment", "mixer"]
+    by_row = {(r[0], r[1], r[2]): dict(zip(header, r, strict=True)) for r in body}
+    gain = "gain vs importance [95% CI]"
+    assert by_row[(f"{k}", part, "dga_dr")][gain] == (
+        f"{expected.mean:+.4f} [{expected.low:+.4f}, {expected.high:+.4f}] over 3 seeds"
+    )
+    # Each row's gains are over the baseline of its own experiment: uniform is 0.5 worse in both.
+    assert by_row[("16", claim.experiment, "importance")]["gain vs uniform [95% CI]"].startswith(
+        "+0.5000"
+    )
+    assert part not in report.split("Experiments not run yet:")[1].split("\n")[0]
