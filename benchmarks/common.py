@@ -1,7 +1,7 @@
 """Shared measurement helpers: machine facts, interleaved timing, result files.
 
 This machine is shared and noisy, so every comparison is made in one process with the variants
-interleaved (A B A B ...), and reported as medians and ratios of medians, never as one absolute time.
+interleaved (A B, B A, A B ...), and reported as medians and ratios, never as one absolute time.
 """
 
 from __future__ import annotations
@@ -44,11 +44,14 @@ def machine_info() -> dict:
 
 
 def interleaved(variants: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
-    """Call each variant in turn, `repeats` rounds; each call returns its own measurement."""
+    """Call each variant in turn, `repeats` rounds, the order reversed every other round (A B,
+    B A, A B...): on a machine whose speed drifts, no variant always runs first. Each call
+    returns its own measurement; samples are listed in round order."""
     samples: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(repeats):
-        for name, measure in variants.items():
-            samples[name].append(measure())
+    order = list(variants)
+    for round_ in range(repeats):
+        for name in order if round_ % 2 == 0 else reversed(order):
+            samples[name].append(variants[name]())
     return samples
 
 

@@ -34,20 +34,31 @@ def main() -> None:
                     f"| {size} | {name} | {r['median_tokens_per_s'][name]:,.0f} | "
                     f"{r['ms_per_step'][name]:.2f} | {r['mfu'][name]:.1%} |"
                 )
+        tiny = throughput["sizes"]["tiny"]
+        low, _, high = tiny["ratio_per_round"]["quartiles"]
         print(
             f"\nharness / plain at tiny = **{throughput['harness_over_plain']:.3f}** (target >= "
-            f"0.97); fixed cost per step at the near-zero model = "
-            f"**{throughput['fixed_cost_ms_per_step']:.2f} ms** (target <= 1)"
+            f"0.97; median of {tiny['paired_difference_ms_per_step']['rounds']} rounds' ratios, "
+            f"quartiles {low:.3f} and {high:.3f}); fixed cost per step at the near-zero model = "
+            f"**{throughput['fixed_cost_ms_per_step']:.2f} ms** (target <= 1; median of the rounds' "
+            "differences)"
         )
         if floor := throughput.get("lightning_floor"):
             paired = throughput["sizes"]["near_zero"]["paired_difference_ms_per_step"]
             print(
-                f"(per interleaved round {paired['mean']:.2f} ± {paired['standard_error']:.2f} ms, "
-                f"mean ± standard error over {paired['rounds']} rounds). Of it, Lightning's own "
+                f"(mean ± standard error {paired['mean']:.2f} ± {paired['standard_error']:.2f} ms "
+                f"over {paired['rounds']} rounds). Of it, Lightning's own "
                 f"loop with the harness's callbacks and logging, around a 4-parameter model: "
                 f"**{floor['cost_ms_per_step']:.2f} ms** per step "
                 f"({floor['median_ms_per_step']['harness']:.2f} against "
                 f"{floor['median_ms_per_step']['plain']:.2f} ms in a plain loop)."
+            )
+        print("\n| run | harness / plain at tiny | fixed cost, ms per step |")
+        print("|---|---:|---:|")
+        for run in throughput["recent_runs"]:
+            print(
+                f"| {run['date']} | {run['harness_over_plain']:.3f} | "
+                f"{run['fixed_cost_ms_per_step']:.2f} |"
             )
         print()
         if options := throughput.get("options_at_tiny"):

@@ -10,9 +10,12 @@ checkpoints' writing. Steady state only: the first steps are not timed.
 Two model sizes: the tiny GPT (4 layers, d=128), where the ratio harness / plain is what a CPU
 user sees, and a near-zero one (1 layer, d=32), whose own step is so short that harness ms/step -
 plain ms/step exposes the harness's fixed cost per step: what remains of it on a GPU, where every
-model's step is short. The near-zero pair is interleaved more times, and its fixed cost is also
-given as the mean of the per-round differences with its standard error: on this shared machine a
-round's ms/step varies by a few ms. Last, the same Trainer set-up around a 4-parameter module
+model's step is short. Each pair runs 4 x --repeats interleaved rounds (plain and harness back
+to back, the order reversed every other round), since on this shared machine a round's speed
+varies by up to a third: the ratio is the median over rounds of each round's harness / plain,
+and the fixed cost the median of the rounds' differences in ms/step (also given as their mean
+with its standard error, and as the difference of the medians). Each run's headline figures are kept in the results file beside the last runs' (the
+targets are judged over consecutive runs). Last, the same Trainer set-up around a 4-parameter module
 against the same plain loop: Lightning's own per-step cost, part of the fixed cost that no change
 inside the harness's step can remove.
 
@@ -22,6 +25,7 @@ inside the harness's step can remove.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import statistics
@@ -46,7 +50,15 @@ from lightning.pytorch.loggers import CSVLogger
 from rich.console import Console
 from rich.progress import TextColumn
 
-from benchmarks.common import interleaved, median, peak_matmul_flops, print_table, write_results
+from benchmarks.common import (
+    RESULTS_DIR,
+    interleaved,
+    machine_info,
+    median,
+    peak_matmul_flops,
+    print_table,
+    write_results,
+)
 from domains.sampler import MixtureSampler
 from domains.synthetic import SyntheticDataConfig, generate
 from experiments.preemption import SaveOnSignal
@@ -64,8 +76,11 @@ SIZES = {
     "tiny": ({"n_layer": 4, "n_head": 4, "d_model": 128}, 1),
     "near_zero": ({"n_layer": 1, "n_head": 1, "d_model": 32}, 5),
 }
-NEAR_ZERO_ROUNDS = 4  # times --repeats: the fixed cost is a difference of two noisy timings
+# Rounds per --repeats at each size: a round's speed varies by up to a third on this shared
+# machine, and the ratio and the fixed cost compare two such timings.
+ROUNDS_PER_REPEAT = 4
 FLOOR_STEPS = 1500
+RECENT_RUNS = 5  # headline figures kept in the results file, this run's last
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 
 
@@ -248,6 +263,13 @@ def ms_per_step(tokens_per_s: float) -> float:
     return 1000 * BATCH * CONTEXT / tokens_per_s
 
 
+def recent_runs(headline: dict) -> list[dict]:
+    """This run's headline figures after those of the last runs that wrote the results file."""
+    path = RESULTS_DIR / "throughput.json"
+    earlier = json.loads(path.read_text()).get("recent_runs", []) if path.exists() else []
+    return [*earlier, headline][-RECENT_RUNS:]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=40)
@@ -259,7 +281,7 @@ def main() -> None:
     sizes, rows = {}, []
     for size, (_, more) in SIZES.items():
         steps = args.steps * more
-        rounds = args.repeats * (NEAR_ZERO_ROUNDS if size == "near_zero" else 1)
+        rounds = args.repeats * ROUNDS_PER_REPEAT
         samples = interleaved(
             {
                 "plain": lambda steps=steps, size=size: plain_loop(data, steps, size),
@@ -271,10 +293,9 @@ def main() -> None:
         )
         flops_per_token = make_module(data, steps, size=size).model.flops_per_token()
         plain, ours = median(samples["plain"]), median(samples["harness"])
-        differences = [
-            ms_per_step(h) - ms_per_step(p)
-            for h, p in zip(samples["harness"], samples["plain"], strict=True)
-        ]
+        pairs = list(zip(samples["harness"], samples["plain"], strict=True))
+        differences = [ms_per_step(h) - ms_per_step(p) for h, p in pairs]
+        ratios = [h / p for h, p in pairs]
         sizes[size] = {
             "model": SIZES[size][0],
             "steps": steps,
@@ -282,13 +303,22 @@ def main() -> None:
             "tokens_per_s": samples,
             "median_tokens_per_s": {"plain": plain, "harness": ours},
             "ms_per_step": {"plain": ms_per_step(plain), "harness": ms_per_step(ours)},
-            "fixed_cost_ms_per_step": ms_per_step(ours) - ms_per_step(plain),
+            # Like the ratio, the median of the rounds' own differences.
+            "fixed_cost_ms_per_step": median(differences),
             "paired_difference_ms_per_step": {
+                "difference_of_medians": ms_per_step(ours) - ms_per_step(plain),
                 "mean": statistics.mean(differences),
                 "standard_error": statistics.stdev(differences) / math.sqrt(len(differences)),
                 "rounds": len(differences),
             },
-            "harness_over_plain": ours / plain,
+            # Harness / plain of each round's pair (the two ran back to back), median over
+            # rounds: robust to the machine's drift between rounds, which the ratio of the two
+            # medians is not.
+            "harness_over_plain": median(ratios),
+            "ratio_per_round": {
+                "quartiles": statistics.quantiles(ratios, n=4),
+                "ratio_of_medians": ours / plain,
+            },
             "mfu": {
                 "plain": plain * flops_per_token / peak,
                 "harness": ours * flops_per_token / peak,
@@ -342,6 +372,12 @@ def main() -> None:
         f"over {paired['rounds']} rounds; Lightning's own loop "
         f"{lightning_floor['cost_ms_per_step']:.2f} ms/step of it"
     )
+    headline = {
+        "date": machine_info()["date"],
+        "cpu": machine_info()["cpu"],
+        "harness_over_plain": tiny["harness_over_plain"],
+        "fixed_cost_ms_per_step": near_zero["fixed_cost_ms_per_step"],
+    }
     path = write_results(
         "throughput",
         {
@@ -364,6 +400,7 @@ def main() -> None:
             # The headline figures (README, benchmarks.summary).
             "harness_over_plain": tiny["harness_over_plain"],
             "fixed_cost_ms_per_step": near_zero["fixed_cost_ms_per_step"],
+            "recent_runs": recent_runs(headline),
         },
     )
     print(f"written: {path}")
