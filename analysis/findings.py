@@ -16,7 +16,7 @@ there are fewer than 3 paired seeds. An interval that contains 0 is never "repro
 Each claim's section also has a table of every mixer variant in its experiment (mean over seeds,
 paired gain over uniform where uniform ran) and a figure (`docs/findings/<experiment>.png`); an
 experiment that extends a claim's along its x axis in another setting (fine granularity past
-k = 64, on a larger corpus) joins its table and figure, each row naming its experiment. The
+k = 64, on larger corpora) joins its table and figure, each row naming its experiment. The
 `targets` experiment repeats the regime's comparison on other specialist sets, reported per
 target and as wins, ties and losses against uniform and importance sampling. The MMLU
 experiments at two model scales give the decision accuracy across scales (analysis/decision.py).
@@ -108,10 +108,10 @@ CLAIMS = [
         "fine_grained",
         better="dga_dr",
         worse="importance",
-        where={"experiment": "fine_grained_large", "num_domains": 256},
+        where={"experiment": "fine_grained_x8", "num_domains": 512},
         x="num_domains",
         x_title="domains (k)",
-        parts=("fine_grained_large",),
+        parts=("fine_grained_x4", "fine_grained_x8"),
         log2_x=True,
     ),
     Claim(
@@ -267,6 +267,16 @@ def _number(value: float) -> str:
     return f"{value:.3g}"
 
 
+def _x_text(x, group: pd.DataFrame, claim: Claim) -> str:
+    """The x value; for a number of domains, with how many remained after small clusters were
+    merged, where the summary records it (`domains`)."""
+    if claim.x == "num_domains" and "domains" in group and group["domains"].notna().any():
+        remained = int(group["domains"].dropna().iloc[0])
+        if remained != x:
+            return f"{_number(x)} ({remained:,} after merging)"
+    return _number(x)
+
+
 def variant_table(runs: pd.DataFrame, claim: Claim) -> pd.DataFrame:
     """Per value of the claim's x column and mixer variant: seeds, mean and seed sd of the
     claim's metric and of the specialist loss, the paired gain over uniform at the same x and,
@@ -283,7 +293,7 @@ def variant_table(runs: pd.DataFrame, claim: Claim) -> pd.DataFrame:
         [claim.x, "experiment", "mixer_label"], sort=True
     ):
         row = {
-            claim.x_title: _number(x),
+            claim.x_title: _x_text(x, group, claim),
             **({"experiment": experiment} if several else {}),
             "mixer": label,
             "seeds": str(len(group)),

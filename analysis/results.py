@@ -182,6 +182,8 @@ def run_row(record: RunRecord, run_dir: str | None) -> dict:
             record.mixer_flops + np.nan_to_num(record.upstream_flops), record.train_flops
         ),
         "mixer_time_share": _ratio(record.mixer_seconds, record.train_seconds),
+        # The domains the run trained on: `num_domains` less the clusters merged for being small.
+        "domains": len(domain_tokens) if domain_tokens else math.nan,
         "max_domain_epochs": max(epochs.values()) if epochs else math.nan,
         "most_repeated_domain": max(epochs, key=epochs.get) if epochs else None,
         "mean_domain_tokens": np.mean(list(domain_tokens.values())) if domain_tokens else math.nan,

@@ -36,6 +36,7 @@ RUN_COLUMNS = [
     "mixer_flops",
     "train_flops",
     "upstream_flops",
+    "domains",
     "max_domain_epochs",
 ]
 WEIGHT_COLUMNS = ["final_weights", "time_averaged_weights"]

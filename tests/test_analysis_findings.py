@@ -82,8 +82,8 @@ def test_report_renders_from_summaries_alone_and_names_what_is_missing(tmp_path)
     assert report == render(data)  # deterministic
     assert f"*Verdict: **{REPRODUCED}**.*" in report  # 0.3, 0.29, 0.31 over 3 seeds
     missing = (
-        "fine_grained, fine_grained_large, stability, overhead, targets, mmlu_specialist, "
-        "mmlu_specialist_up"
+        "fine_grained, fine_grained_x4, fine_grained_x8, stability, overhead, targets, "
+        "mmlu_specialist, mmlu_specialist_up"
     )
     assert f"Experiments not run yet: {missing}." in report
     # The claim's table: each variant's mean and sd over its completed seeds.
@@ -221,14 +221,15 @@ def test_the_decision_accuracy_section_renders_from_both_scales(tmp_path):
 
 def test_a_part_on_another_corpus_joins_the_claims_table_and_gives_its_verdict(tmp_path):
     data = tmp_path / "findings"
-    claim = next(c for c in CLAIMS if c.parts)  # fine granularity: k = 256 on a larger corpus
-    (part,) = claim.parts
-    k = claim.where["num_domains"]
+    claim = next(c for c in CLAIMS if c.parts)  # fine granularity: the finest k, larger corpora
+    part, k = claim.where["experiment"], claim.where["num_domains"]
+    assert part in claim.parts
 
-    def runs(num_domains, gains):  # dga_dr's gain over importance per seed; uniform 0.5 worse
-        return [
+    def runs(num_domains, gains, domains=None):  # dga_dr's gain over importance per seed
+        return [  # and uniform 0.5 worse; `domains`: how many remained after merging
             {
                 "num_domains": num_domains,
+                "domains": domains,
                 "mixer_label": label,
                 "seed": seed,
                 "status": "completed",
@@ -238,9 +239,9 @@ def test_a_part_on_another_corpus_joins_the_claims_table_and_gives_its_verdict(t
             for label, loss in (("importance", 6.0), ("dga_dr", 6.0 - gain), ("uniform", 6.5))
         ]
 
-    # At k = 16 on the demo corpus dga_dr loses by 0.1 each seed; at k = 256 it gains 0.2-0.4.
+    # At k = 16 on the demo corpus dga_dr loses by 0.1 each seed; at the part's k it gains 0.2-0.4.
     write(data, claim.experiment, runs(16, [-0.1, -0.1, -0.1]))
-    write(data, part, runs(k, [0.2, 0.3, 0.4]))
+    write(data, part, runs(k, [0.2, 0.3, 0.4], domains=k - 37))
     report = render(data)
     section = report[report.index(f"## {claim.title}") :].split("\n## ")[0]
     expected = paired_interval([0.2, 0.3, 0.4])
@@ -256,7 +257,7 @@ def test_a_part_on_another_corpus_joins_the_claims_table_and_gives_its_verdict(t
     assert header[:3] == ["domains (k)", "experiment", "mixer"]
     by_row = {(r[0], r[1], r[2]): dict(zip(header, r, strict=True)) for r in body}
     gain = "gain vs importance [95% CI]"
-    assert by_row[(f"{k}", part, "dga_dr")][gain] == (
+    assert by_row[(f"{k} ({k - 37} after merging)", part, "dga_dr")][gain] == (
         f"{expected.mean:+.4f} [{expected.low:+.4f}, {expected.high:+.4f}] over 3 seeds"
     )
     # Each row's gains are over the baseline of its own experiment: uniform is 0.5 worse in both.
