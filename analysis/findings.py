@@ -44,6 +44,10 @@ REPORT = ROOT / "docs" / "findings.md"
 FIGURES = "findings"  # beside the report: docs/findings/<experiment>.png
 VOCABULARY = "config.data.vocab_size"  # the summary column of the swept vocabulary size
 
+# Every findings sweep runs seeds 0-2 (conf/experiment/*.yaml); a verdict over more seeds used
+# seeds added after a look at these, and the report says so (see `claim_section`).
+PLANNED_SEEDS = 3
+
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = (
     "reproduced",
     "not reproduced",
@@ -170,10 +174,28 @@ def _by_seed(runs: pd.DataFrame, label: str, where: dict, metric: str) -> pd.Ser
     return runs.groupby("seed")[metric].mean() if len(runs) else None
 
 
-def claim_interval(runs: pd.DataFrame, claim: Claim) -> Interval:
+def claim_interval(runs: pd.DataFrame, claim: Claim, seeds: int | None = None) -> Interval:
+    """The verdict's interval, over all paired seeds or over the first `seeds` of them."""
     worse = _by_seed(runs, claim.worse, {**claim.where, **claim.worse_where}, claim.metric)
     better = _by_seed(runs, claim.better, {**claim.where, **claim.better_where}, claim.metric)
+    if seeds is not None and worse is not None and better is not None:
+        paired = worse.index.intersection(better.index).sort_values()[:seeds]
+        worse, better = worse[paired], better[paired]
     return compare(worse, better)
+
+
+def _added_seeds_text(runs: pd.DataFrame, claim: Claim, interval: Interval) -> str:
+    """Discloses optional stopping: seeds added after the planned ones were looked at make the
+    chance of a false verdict larger than the interval's nominal 5 %."""
+    if interval.n <= PLANNED_SEEDS:
+        return ""
+    first = claim_interval(runs, claim, PLANNED_SEEDS)
+    return (
+        f" Seeds beyond the sweep's first {PLANNED_SEEDS} were added after those gave "
+        f"{_interval_text(first)} (*{verdict(first)}*); a seed count chosen after a look makes "
+        "a false verdict likelier than the interval's nominal 5 %, so this verdict is weaker "
+        f"than one planned at {interval.n} seeds."
+    )
 
 
 def _signed(value: float) -> str:
@@ -396,6 +418,7 @@ def claim_section(
             f"{side(claim.worse, claim.worse_where)} minus that of "
             f"{side(claim.better, claim.better_where)}, paired by seed: "
             f"{_interval_text(interval)} (`experiment={verdict_experiment}`)."
+            + _added_seeds_text(runs, claim, interval)
         )
     lines += [
         outcome,

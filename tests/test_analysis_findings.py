@@ -9,6 +9,7 @@ from analysis.findings import (
     CLAIMS,
     INCONCLUSIVE,
     NOT_REPRODUCED,
+    PLANNED_SEEDS,
     REPRODUCED,
     main,
     render,
@@ -265,3 +266,32 @@ def test_a_part_on_another_corpus_joins_the_claims_table_and_gives_its_verdict(t
         "+0.5000"
     )
     assert part not in report.split("Experiments not run yet:")[1].split("\n")[0]
+
+
+def test_a_verdict_over_seeds_added_after_the_planned_ones_says_so(tmp_path):
+    data = tmp_path / "findings"
+    claim = CLAIMS[0]  # token_limited: dga should beat importance at the tightest cap
+    # Seeds 0-2 (planned): dga gains 0.1, 0.3, 0.0, inconclusive; seeds 3-4 added: 0.25, 0.2.
+    gains = [0.1, 0.3, 0.0, 0.25, 0.2]
+    rows = [
+        {
+            "mixer_label": label,
+            "seed": seed,
+            "status": "completed",
+            "target_loss": loss,
+            **claim.where,
+        }
+        for seed, gain in enumerate(gains)
+        for label, loss in (("importance", 6.0), ("dga", 6.0 - gain))
+    ]
+    write(data, claim.experiment, rows)
+    section = render(data).split(f"## {claim.title}")[1].split("\n## ")[0]
+    first, both = paired_interval(gains[:3]), paired_interval(gains)
+    assert first.low < 0 < both.low  # the added seeds turn the verdict
+    assert f"*Verdict: **{REPRODUCED}**.*" in section
+    assert (
+        f"first {PLANNED_SEEDS} were added after those gave {first.mean:+.4f} "
+        f"[{first.low:+.4f}, {first.high:+.4f}] over 3 seeds (*{INCONCLUSIVE}*)"
+    ) in section
+    write(data, claim.experiment, [r for r in rows if r["seed"] < PLANNED_SEEDS])
+    assert "were added after" not in render(data)  # the planned seeds alone: nothing to disclose
