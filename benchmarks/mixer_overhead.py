@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import threading
 import time
-import warnings
 
 import psutil
 import torch
@@ -24,13 +23,12 @@ import torch
 from benchmarks.common import median, print_table, write_results
 from benchmarks.throughput import BATCH, CONTEXT, WARMUP, fit_tokens_per_second
 from domains.synthetic import SyntheticDataConfig, generate
+from experiments.quiet import quiet_lightning
 from mixers import MIXERS, build_mixer
 from mixers.base import TrainingBatch
 from models.gpt import GPTConfig, token_losses
 from models.lm import MixtureLM
 from models.train_config import TrainConfig
-
-warnings.filterwarnings("ignore", ".*does not have many workers.*")
 
 
 class PeakRSS:
@@ -129,8 +127,13 @@ def synthetic(k: int, coarse: int = 0):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="small grid, for a smoke check")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small grid, for a smoke check (written to mixer_overhead_quick.json)",
+    )
     args = parser.parse_args()
+    quiet_lightning()
     ks = [4, 16] if args.quick else [4, 16, 64]
     fine_ks = [64, 256] if args.quick else [64, 1024, 4096]
     b, b_s = 4, 16
@@ -204,7 +207,8 @@ def main() -> None:
         f"floor {floor:.3f}, ratio {end_to_end / floor:.3f}"
     )
     path = write_results(
-        "mixer_overhead",
+        # A smoke check's small grid never replaces the full results the README quotes.
+        "mixer_overhead_quick" if args.quick else "mixer_overhead",
         {
             "settings": {
                 "model": "tiny",

@@ -31,7 +31,6 @@ import os
 import statistics
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import lightning as L
@@ -64,6 +63,7 @@ from domains.synthetic import SyntheticDataConfig, generate
 from experiments.preemption import SaveOnSignal
 from experiments.profiler import NoProfiler
 from experiments.progress import REDRAWS_PER_SECOND, ProgressBar
+from experiments.quiet import quiet_lightning
 from mixers import MIXERS, build_mixer
 from models.gpt import GPTConfig, sequence_loss
 from models.lm import MixtureLM, StepCounter
@@ -81,7 +81,6 @@ SIZES = {
 ROUNDS_PER_REPEAT = 4
 FLOOR_STEPS = 1500
 RECENT_RUNS = 5  # headline figures kept in the results file, this run's last
-warnings.filterwarnings("ignore", ".*does not have many workers.*")
 
 
 def make_module(
@@ -275,6 +274,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    quiet_lightning()
 
     data = generate(SyntheticDataConfig(sequences_per_domain=128), seq_len=CONTEXT)
     peak = peak_matmul_flops()
