@@ -81,6 +81,8 @@ COLUMNS = [
     "probe_tokens",
     "probe_overhead",
     "max_domain_epochs",
+    "collapsed_seeds",
+    "flagged_seeds",
 ]
 # Per task score (`<task>/<score>`): these suffixes follow it in the board's columns.
 TASK_STATS = ("_mean", "_gain", "_ci_low", "_ci_high")
@@ -110,6 +112,9 @@ def _setting_board(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         tokens_trained=("tokens_trained", "mean"),
         probe_tokens=("probe_tokens", "mean"),
         max_domain_epochs=("max_domain_epochs", "mean"),
+        # Seeds whose run collapsed (mixers/collapse.py), of those whose record says either way.
+        collapsed_seeds=("collapsed", lambda flags: int(flags.fillna(False).astype(bool).sum())),
+        flagged_seeds=("collapsed", "count"),
     )
     board["worst_domain_label"] = board["worst_domain"].map(domain_labels(rows).get)
     board["probe_overhead"] = board["probe_tokens"] / board["tokens_trained"]
@@ -274,6 +279,10 @@ def display_table(board: pd.DataFrame) -> pd.DataFrame:
             "Mixer time share": board["mixer_time_share"].map(_share),
             "Probe tokens": board["probe_overhead"].map(_share),
             "Max domain epochs": board["max_domain_epochs"].map(lambda e: _number(e, 2)),
+            "Collapsed": [
+                f"{c}/{n}" if n else "–"
+                for c, n in zip(board["collapsed_seeds"], board["flagged_seeds"], strict=True)
+            ],
         }
     )
 

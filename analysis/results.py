@@ -187,6 +187,9 @@ def run_row(record: RunRecord, run_dir: str | None) -> dict:
         "max_domain_epochs": max(epochs.values()) if epochs else math.nan,
         "most_repeated_domain": max(epochs, key=epochs.get) if epochs else None,
         "mean_domain_tokens": np.mean(list(domain_tokens.values())) if domain_tokens else math.nan,
+        # Collapse (mixers/collapse.py): None where the record predates the flag.
+        "time_averaged_max_weight": record.time_averaged_max_weight,
+        "collapsed": record.collapsed,
         "final_weights": record.final_weights,
         "time_averaged_weights": record.time_averaged_weights,
         "domain_epochs": epochs or None,

@@ -38,6 +38,8 @@ RUN_COLUMNS = [
     "upstream_flops",
     "domains",
     "max_domain_epochs",
+    "time_averaged_max_weight",
+    "collapsed",
 ]
 WEIGHT_COLUMNS = ["final_weights", "time_averaged_weights"]
 # Config columns that name a run's specialist set. A summary keeps them even when every completed

@@ -57,6 +57,11 @@ class RunRecord:
     metrics_final: dict | None = None
     final_weights: dict | None = None
     time_averaged_weights: dict | None = None
+    # The weights before any update, the largest time-averaged weight, and whether the run
+    # collapsed onto a component it did not start on (mixers/collapse.py); None when unknown.
+    initial_weights: dict | None = None
+    time_averaged_max_weight: float = NAN
+    collapsed: bool | None = None
     final_domain_weights: dict | None = None
     # The mixture over the domains that a fresh model should sample to reuse the mixer's choice
     # (also in the run's mixture file, mixers/static.py).

@@ -54,6 +54,7 @@ from experiments.results import (
     write_trajectory,
 )
 from mixers import MIXERS, build_mixer
+from mixers.collapse import collapsed
 from mixers.static import MIXTURE_FILE, write_mixture_file
 from mixers.uniform import UniformConfig
 from models.lm import MixtureLM
@@ -426,6 +427,9 @@ def _run_summary(lm: MixtureLM) -> dict:
         "metrics_final": lm.last_metrics,
         "final_weights": _named(mixer.weight_names, mixer.weights),
         "time_averaged_weights": _named(mixer.weight_names, mixer.time_averaged_weights()),
+        "initial_weights": _named(mixer.weight_names, lm.initial_weights),
+        "time_averaged_max_weight": float(mixer.time_averaged_weights().max()),
+        "collapsed": collapsed(lm.initial_weights, mixer.time_averaged_weights()),
         "final_domain_weights": _named(data.names, mixer.domain_weights()),
         # What `mixer=static mixer.path=<this run>` reuses (`which=final` / `time_averaged`).
         "final_mixture": _named(data.names, mixer.mixture(mixer.weights)),

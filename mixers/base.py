@@ -164,6 +164,8 @@ class Mixer:
             raise ValueError(f"expected {self._weights.shape[0]} weights, got shape {value.shape}")
         if not np.isfinite(value).all() or (value < 0).any() or value.sum() <= 0:
             raise ValueError(f"mixture weights must be finite, >= 0 and not all zero: {value}")
+        if np.array_equal(value, self._weights):
+            return  # renormalising would move weights by a rounding step on some CPUs
         self._weights = value / value.sum()
 
     def mixture(self, weights: np.ndarray) -> np.ndarray:

@@ -4,16 +4,28 @@ Every `update_every` steps: g_s = the gradient on `specialist_batch` specialist 
 sequences; for each component i, a_i = <g_i, g_s> with g_i the gradient on a fresh probe batch
 of `probe_batch` sequences drawn from that component's distribution over the domains (for plain
 DGA, the domain itself). Then an exponentiated-gradient step alpha_hat = softmax(log alpha +
-eta * a) and an EMA alpha <- (1 - beta) * alpha + beta * alpha_hat (beta = 1: plain DGA).
+eta_t * a) and an EMA alpha <- (1 - beta) * alpha + beta * alpha_hat (beta = 1: plain DGA).
 Positive alignment means a step on the domain also lowers the specialist loss, so the domain
 gains weight.
 
-Choices the paper leaves open, as options: `eta_schedule` (`constant`, or `lr`: eta times
-lr_t / lr_peak, so the step follows the learning-rate schedule's warm-up and decay and eta keeps
-its meaning as the step at the peak; the first author's later code multiplies by lr_t itself,
-which is this with eta / lr_peak, and with eta = 1 would barely move the weights), `grad_clip`
-(of g_s and every probe gradient before the dot product), `normalize` (`none`, or `max_abs`:
-a / max|a|, so eta is the largest log-weight move).
+No code of the DGA paper is public (searched 2026-12: no repository of the authors or of
+Apple holds it). The paper leaves the update's scale open; the defaults bound it as reference
+practice does, because an unbounded rule lets one outlier alignment put all weight on one domain
+for good (a weight at 0 never returns). DoGE's code (Olivia-fsm/DoGE, src/trainer.py) clips
+every gradient and scales the step by lr_t; the first author's later multi-target code
+(Olivia-fsm/multi-target-data-mixing, src/trainer.py `domain_reweight_step`) clips each
+gradient to max_grad_norm and steps by lr_t * <g_i, g_t> / mu; her newest (GRAPE) drops lr_t
+for a constant step. Here:
+- `grad_clip` 1.0, the training step's `train.grad_clip`: g_s and every probe gradient are
+  clipped to it before the dot product, so |a_i| <= 1;
+- `eta_schedule: lr`: eta_t = eta * lr_t / lr_peak, so the mixture barely moves during the
+  learning-rate warm-up and eta keeps its meaning as the largest log-weight move at the peak
+  rate (the multi-target code's lr_t / mu is this with eta = lr_peak / mu);
+- `eta` chosen by a calibration sweep on a development specialist set that no reported
+  comparison is scored on (experiment=calibration; docs/methods.md gives the figures).
+`mixer=dga_unbounded` keeps the earlier rule (raw dot products, constant eta = 1) as a named
+variant, so that the findings computed with it stay reproducible. `normalize: max_abs` (a /
+max|a|, so eta is the largest log-weight move) is a third way to bound the step.
 """
 
 from __future__ import annotations
@@ -46,7 +58,7 @@ class DGAConfig(MixerConfig):
     # Step size of the exponentiated-gradient update; `eta_schedule: lr` multiplies it by
     # lr_t / lr_peak (the learning-rate schedule's shape), `constant` does not.
     eta: float = 1.0
-    eta_schedule: EtaSchedule = EtaSchedule.constant
+    eta_schedule: EtaSchedule = EtaSchedule.lr
     # EMA coefficient: the share of the new weights taken at each update (1: plain DGA).
     beta: float = 1.0
     # Sequences per probe batch (b) and per specialist batch (b_s).
@@ -56,8 +68,9 @@ class DGAConfig(MixerConfig):
     alignment: Alignment = Alignment.backward
     # Finite differences: length of the step along g_s, relative to the parameters' norm.
     fd_step: float = 1e-4
-    # Clip g_s and each probe gradient to this norm before the dot product (null: no clipping).
-    grad_clip: float | None = None
+    # Clip g_s and each probe gradient to this norm before the dot product (null: no clipping);
+    # the default is the training step's (train.grad_clip). finite_difference needs null.
+    grad_clip: float | None = 1.0
     normalize: Normalize = Normalize.none
     # Floor on every weight (0: none).
     min_weight: float = 0.0
@@ -128,7 +141,10 @@ class DGAMixer(Mixer):
             cfg.min_weight,
             who=f"{self.name} at step {ctx.step}",
         )
-        self.weights = weights
+        if applied:
+            self.weights = weights
         logs = {f"alignment/{n}": float(a) for n, a in zip(self.weight_names, scores, strict=True)}
+        logs["max_abs_alignment"] = float(np.abs(scores).max())
+        logs["eta"] = eta
         logs["update_skipped"] = float(not applied)
         return logs

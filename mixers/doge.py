@@ -126,6 +126,7 @@ class DoGEMixer(Mixer):
             weights, applied = mirror_update(
                 self.weights, scaled, 1.0 / cfg.mu, min_weight=cfg.min_weight, who=self.name
             )
+        if applied:
             self.weights = weights
         logs = {f"alignment/{n}": float(s) for n, s in zip(self.weight_names, scores, strict=True)}
         logs["mean_grad_norm"] = float(mean_norm)

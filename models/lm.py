@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from domains.data import DomainData
 from mixers.base import Mixer, TrainingBatch
+from mixers.collapse import weight_entropy
 from models.batches import MixtureBatches, ReferenceModel
 from models.gpt import GPT, GPTConfig, sequence_loss, token_losses
 from models.scoring import score
@@ -125,6 +126,9 @@ class MixtureLM(L.LightningModule):
         self.train_cfg = train_cfg
         self.data = data
         self.mixer = mixer
+        # The weights the mixer starts from (before any update, also on a resumed run): what a
+        # collapse is judged against (mixers/collapse.py).
+        self.initial_weights = mixer.weights
         self.seed = seed
         self.max_steps = max_steps
         self.batches: MixtureBatches | None = None  # built in setup, once the rank is known
@@ -342,6 +346,7 @@ class MixtureLM(L.LightningModule):
 
     def _log_weights(self, update_logs: dict[str, float]) -> None:
         metrics = {f"mixer/{key}": float(value) for key, value in update_logs.items()}
+        metrics["mixer/weight_entropy"] = weight_entropy(self.mixer.weights)
         if len(self.mixer.weight_names) <= MAX_LOGGED_DOMAINS:
             weights = zip(self.mixer.weight_names, self.mixer.weights, strict=True)
             metrics.update({f"mixer/weight/{name}": float(w) for name, w in weights})

@@ -14,6 +14,7 @@ from domains.synthetic import SyntheticDataConfig, generate
 from mixers import build_mixer
 from mixers.alignment import gradient, trainable_parameters
 from mixers.base import TrainingBatch, UpdateContext
+from mixers.collapse import collapsed, weight_entropy
 from mixers.dga import DGAConfig
 from mixers.dga_dr import DGADRConfig
 from mixers.doge import DoGEConfig, scaled_scores
@@ -113,7 +114,7 @@ def test_positive_alignment_means_a_step_on_the_domain_lowers_the_specialist_los
     loss, and DGA upweights exactly the domains scoring above the weighted average."""
     data = synthetic(target_domains=[0])
     model = small_gpt(data)
-    mixer = build_mixer(DGAConfig(eta=1.0, probe_batch=8), data.mixer_view())
+    mixer = build_mixer(DGAConfig(eta=1.0, probe_batch=8, grad_clip=None), data.mixer_view())
     counter = Counter()
     logs = mixer.update(context(model, data, counter=counter))
     scores = scores_of(logs, mixer.weight_names)
@@ -165,6 +166,62 @@ def test_lr_schedule_scales_eta_by_the_schedules_share_of_the_peak():
     assert np.abs(scaled.weights - 0.25).max() > 1e-3
 
 
+def spiked_context(model: GPT, data: DomainData, seed: int, domain: int, spike: float):
+    """An update context whose probe batch of `domain` is specialist text with its loss
+    multiplied by `spike`: one large positive alignment, as observed in the findings (~1e4
+    where it is otherwise ~1)."""
+    ctx = context(model, data, seed=seed)
+    spiked = []
+
+    def probe(dist, n):
+        if dist[domain] != 1:
+            return ctx.probe(dist, n)
+        spiked.append(ctx.specialist(n))
+        return spiked[-1]
+
+    def loss(tokens):
+        scale = spike if any(tokens is batch for batch in spiked) else 1.0
+        return ctx.sequence_loss(tokens) * scale
+
+    return replace(ctx, probe=probe, sequence_loss=loss)
+
+
+@pytest.mark.parametrize("rule", ["unbounded", "bounded"])
+def test_one_alignment_spike_collapses_the_unbounded_rule_not_the_bounded_default(rule):
+    """mixer=dga_unbounded (raw dot products, constant eta = 1) puts all weight on a domain after
+    a single spike and, a weight at 0 never returning, keeps it there: the run is flagged
+    collapsed. The bounded default (clipped gradients) takes the same spike in its stride."""
+    data = synthetic(num_domains=4)
+    model = small_gpt(data)
+    unbounded = dict(eta=1.0, eta_schedule="constant", grad_clip=None)
+    mixer = build_mixer(DGAConfig(**(unbounded if rule == "unbounded" else {})), data.mixer_view())
+    initial = mixer.weights
+    logs = mixer.update(spiked_context(model, data, seed=0, domain=3, spike=1e4))
+    mixer.observe_step()
+    for seed in range(1, 10):  # ordinary updates afterwards
+        mixer.update(context(model, data, seed=seed))
+        mixer.observe_step()
+    averaged = mixer.time_averaged_weights()
+    if rule == "unbounded":
+        assert logs["max_abs_alignment"] > 10
+        assert mixer.weights[3] > 0.999 and averaged[3] > 0.99
+        assert collapsed(initial, averaged) and weight_entropy(mixer.weights) < 0.01
+    else:
+        assert logs["max_abs_alignment"] <= 1.0 + 1e-9  # both gradients clipped to norm 1
+        assert averaged.max() < 0.5 and not collapsed(initial, averaged)
+        assert weight_entropy(mixer.weights) > 0.9 * np.log(4)
+
+
+def test_collapse_is_judged_against_the_starting_weights():
+    uniform = np.full(4, 0.25)
+    assert collapsed(uniform, np.array([0.02, 0.02, 0.02, 0.94]))
+    assert not collapsed(uniform, np.array([0.1, 0.1, 0.1, 0.7]))
+    # A static mixer that chose one domain itself (importance sampling) did not collapse.
+    assert not collapsed(np.array([0.0, 0.0, 0.0, 1.0]), np.array([0.0, 0.0, 0.0, 1.0]))
+    assert weight_entropy(uniform) == pytest.approx(np.log(4))
+    assert weight_entropy(np.array([0.0, 1.0, 0.0, 0.0])) == 0.0
+
+
 def test_dga_dr_with_identity_bases_is_dga():
     data = synthetic()
     model = small_gpt(data)
@@ -186,7 +243,9 @@ def test_dga_dr_cost_does_not_grow_with_the_number_of_domains(alignment):
         # Four coarse clusters whatever K: p = 4 bases.
         data = synthetic(num_domains=k, coarse_domains=4, target_domains=[0, 1])
         counter = Counter()
-        mixer = build_mixer(DGADRConfig(alignment=alignment, probe_batch=3), data.mixer_view())
+        clip = None if alignment == "finite_difference" else 1.0
+        cfg = DGADRConfig(alignment=alignment, probe_batch=3, grad_clip=clip)
+        mixer = build_mixer(cfg, data.mixer_view())
         mixer.update(context(small_gpt(data), data, counter=counter))
         assert len(mixer.weights) == 4
         counts[k] = (counter.probe_sequences, counter.specialist_sequences, counter.forward_passes)
@@ -215,7 +274,7 @@ def test_dga_dr_probes_each_basis_and_upweights_the_specialists_cluster():
     "cfg",
     [
         DGAConfig(),
-        DGAConfig(alignment="finite_difference"),
+        DGAConfig(alignment="finite_difference", grad_clip=None),
         DGADRConfig(bases="multiscale"),
         DoGEConfig(mode="universal"),
         DoGEConfig(mode="target"),
