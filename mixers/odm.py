@@ -12,9 +12,11 @@ and, from step `warmup_steps` on (uniform before),
     pi_i  = (1 - K eps_t) R_i / sum_j R_j + eps_t
 
 (the smoothed-mean weight updater of the reference implementation,
-alon-albalak/online-data-mixing, megatron/data/data_sampling_utils.py). Project choice: a
-domain's first observation sets R_i = exp(L_i) rather than smoothing it from 0, and a domain not
-yet observed has R_i = 0 (it keeps the eps_t floor). ODM is a generalist method: it optimises
+alon-albalak/online-data-mixing, megatron/data/data_sampling_utils.py). Project choices, each
+tested against the reference's figures (tests/test_parity_odm.py): a domain's first observation
+sets R_i = exp(L_i) rather than smoothing it from 0; a domain not yet observed has R_i = 0 (it
+keeps the eps_t floor); rewards accumulate during the warm-up, where the reference discards the
+warm-up's losses and first updates one step later. ODM is a generalist method: it optimises
 the training loss of the generic domains, not the specialist loss, and costs no extra pass.
 """
 
