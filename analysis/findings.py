@@ -544,6 +544,13 @@ def render(data_dir: Path = DATA_DIR, figure_dir: Path | None = None) -> str:
         "seeds: *reproduced* only when it excludes 0 in the paper's direction, *not reproduced* "
         "when it excludes 0 the other way, *inconclusive at this scale* otherwise.",
         "",
+        "**Which DGA.** Every `dga`, `dga[...]` and `dga_dr` run summarised below used the rule "
+        "that was then the default and is now `mixer=dga_unbounded`: raw dot products of "
+        "unclipped gradients and a constant eta = 1. The default is now bounded (gradients "
+        "clipped to the training step's norm, eta following the learning-rate schedule; "
+        "docs/methods.md), so these verdicts speak of the unbounded variant, not of `mixer=dga` "
+        "as it is today.",
+        "",
     ]
     if missing:
         parts += [f"Experiments not run yet: {', '.join(missing)}.", ""]
