@@ -6,18 +6,24 @@ leaderboard.md, leaderboard.csv and leaderboard.html (into the first directory, 
 Per setting and mixer variant, over the completed seeds: mean and standard deviation (sample,
 ddof=1; undefined for one seed) of the specialist and generic held-out losses; the worst generic
 domain's held-out loss (DoReMi's robustness measure); the gain over uniform with its paired 95%
-interval; the compute the mixer spends beyond training; and the epochs of the most-repeated
-domain.
+interval, its p-value raw and Holm-adjusted, and whether the variant beats, ties with or loses to
+uniform; the compute the mixer spends beyond training; and the epochs of the most-repeated
+domain. `COLUMNS` and `TASK_STATS` below describe every column of leaderboard.csv.
 
 Gain over uniform is paired by seed (runs of one setting with the same seed share the model's
 initialisation and the data order): over the n seeds a variant shares with uniform,
 d_s = uniform's specialist loss - the variant's, and the gain is mean(d) with the Student
-t-interval mean(d) ± t_{0.975, n-1} · sd(d) / √n (analysis.paired); no interval below 3 seeds.
+t-interval mean(d) ± t_{0.975, n-1} · sd(d) / √n and the paired t-test's p-value
+(analysis.paired); no interval below 3 seeds. A setting compares every variant with uniform, so
+its p-values are Holm-adjusted over those comparisons, and the verdict (`vs_uniform`: beats,
+ties, loses) comes from the adjusted p-value.
 
-Ranks are ties unless a paired interval separates them: variants in order of mean specialist
-loss; each takes the rank of the current group's leader unless the interval of the leader's and
-its losses, over their shared seeds (at least 3), excludes 0; then it starts a new group, ranked
-by its position (1-based). Tied ranks show as `1=`; the CSV has `rank` and `rank_tied`.
+Ranks and letters come from every pair of variants in the setting, each compared seed by seed
+and Holm-adjusted over all pairs: two variants share a letter unless their adjusted p < 0.05,
+and variants in order of mean specialist loss stay in one rank group as long as any of them is
+not separated from a later one, so two variants never have different ranks unless their own
+comparison separates them. Tied ranks show as `1=`; the CSV has `rank`, `rank_tied` and
+`letters`.
 
 When the specialist set is a multiple-choice task (MMLU subjects), its scores (accuracy, the
 probability on the correct answer, bits per byte of the correct answer: models/scoring.py) come
@@ -35,7 +41,6 @@ training steps.
 from __future__ import annotations
 
 import html
-import math
 from pathlib import Path
 
 import pandas as pd
@@ -44,7 +49,15 @@ from rich.table import Table
 from rich.text import Text
 
 from analysis import cli
-from analysis.paired import MIN_SEEDS, Interval, compare, tied_ranks
+from analysis.paired import (
+    ALPHA,
+    MIN_SEEDS,
+    compact_letters,
+    compare,
+    holm,
+    separated_pairs,
+    tied_ranks,
+)
 from analysis.results import (
     BASELINE,
     TASK_SCORES,
@@ -57,44 +70,91 @@ from analysis.results import (
 )
 
 LEADERBOARD_FILES = ("leaderboard.md", "leaderboard.csv", "leaderboard.html")
-# The columns of the leaderboard after the setting's.
-COLUMNS = [
-    "rank",
-    "rank_tied",
-    "mixer_label",
-    "target_loss_mean",
-    "target_loss_std",
-    "seeds",
-    "gain_vs_uniform",
-    "gain_ci_low",
-    "gain_ci_high",
-    "paired_seeds",
-    "gain_excludes_zero",
-    "generic_loss_mean",
-    "generic_loss_std",
-    "worst_domain_loss",
-    "worst_domain",
-    "worst_domain_label",
-    "compute_overhead",
-    "mixer_time_share",
-    "tokens_trained",
-    "probe_tokens",
-    "probe_overhead",
-    "max_domain_epochs",
-    "collapsed_seeds",
-    "flagged_seeds",
-]
+# The columns of leaderboard.csv after the setting's, with what each holds.
+COLUMNS = {
+    "rank": "1 = best mean specialist loss; variants with different ranks are separated by their "
+    "own paired comparison (Holm-adjusted over every pair in the setting)",
+    "rank_tied": "the rank is shared with another variant",
+    "letters": "compact letter display: two variants share a letter unless their paired "
+    "comparison, Holm-adjusted over every pair in the setting, separates them (p < 0.05)",
+    "mixer_label": "the mixer and its non-default options, e.g. uniform[weights=natural]",
+    "target_loss_mean": "held-out specialist loss, mean over seeds",
+    "target_loss_std": "its standard deviation over seeds (ddof=1; empty for one seed)",
+    "seeds": "completed seeds",
+    "vs_uniform": "beats / ties / loses (from gain_p_holm), untested (fewer than 3 seeds "
+    "paired with uniform), baseline (uniform itself), no baseline (no uniform run in the setting)",
+    "gain_vs_uniform": "uniform's specialist loss minus this variant's, mean over paired seeds",
+    "gain_ci_low": "its 95% t-interval, lower end (raw, not adjusted)",
+    "gain_ci_high": "its 95% t-interval, upper end (raw, not adjusted)",
+    "gain_p": "two-sided p-value of the paired t-test of the gain (raw)",
+    "gain_p_holm": "gain_p Holm-adjusted over the setting's comparisons against uniform",
+    "paired_seeds": "seeds this variant shares with uniform",
+    "gain_excludes_zero": "the raw interval excludes 0 (before adjustment)",
+    "generic_loss_mean": "mean held-out loss over the generic domains, mean over seeds",
+    "generic_loss_std": "its standard deviation over seeds",
+    "worst_domain_loss": "highest held-out loss of any generic domain, mean over seeds",
+    "worst_domain": "that domain, when it is the same for every seed",
+    "worst_domain_label": "its description",
+    "compute_overhead": "FLOPs of the mixer's own passes and upstream work / training FLOPs",
+    "mixer_time_share": "time in mixer updates / time in training steps, within each run",
+    "tokens_trained": "training tokens, mean over seeds",
+    "probe_tokens": "extra tokens the mixer read, mean over seeds",
+    "probe_overhead": "probe_tokens / tokens_trained",
+    "max_domain_epochs": "epochs of the most-repeated domain",
+    "collapsed_seeds": "seeds whose run collapsed (mixers/collapse.py)",
+    "flagged_seeds": "seeds whose record says whether the run collapsed",
+}
 # Per task score (`<task>/<score>`): these suffixes follow it in the board's columns.
-TASK_STATS = ("_mean", "_gain", "_ci_low", "_ci_high")
+TASK_STATS = {
+    "_mean": "the score, mean over seeds",
+    "_gain": "its gain over uniform, paired by seed (positive = better)",
+    "_ci_low": "the gain's 95% t-interval, lower end (raw)",
+    "_ci_high": "the gain's 95% t-interval, upper end (raw)",
+    "_p": "the gain's paired t-test p-value (raw)",
+    "_p_holm": "_p Holm-adjusted over the setting's comparisons against uniform",
+}
 # Task scores shown in the tables (all of them are in the CSV).
 SHOWN_SCORES = ("acc", "correct_prob", "bpb")
 NO_INTERVAL = f"no interval (fewer than {MIN_SEEDS} seeds)"
-MARK = "*"  # the gain's interval excludes 0
+NO_BASELINE = f"no {BASELINE} run in this setting: add mixer={BASELINE} to the sweep"
+NO_SHARED_SEED = f"no seed shared with {BASELINE}"
+MARK = "*"  # the gain's Holm-adjusted p < 0.05: it beats or loses to uniform
 
 
 def _same_for_all(values: pd.Series) -> str | None:
     """The value every run has (None when they differ or one is missing)."""
     return values.iloc[0] if values.notna().all() and values.nunique() == 1 else None
+
+
+def _against_baseline(scores: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """Per variant of `labels`: its gain over uniform in `scores` (per seed (rows) and variant;
+    higher is better), paired by seed, with its interval (`ci_low`, `ci_high`), paired seeds
+    (`n`), p-value and Holm-adjusted p-value over the other variants' comparisons with uniform.
+    Uniform's own row: gain 0, nothing else."""
+    others = [label for label in labels if label != BASELINE]
+    gains = pd.DataFrame(
+        [compare(scores.get(label), scores.get(BASELINE)) for label in others],
+        index=pd.Index(others, dtype=object),
+        columns=["gain", "ci_low", "ci_high", "n", "p"],
+    )
+    gains["p_holm"] = holm(gains["p"].tolist())
+    gains = gains.reindex(labels)
+    if BASELINE in gains.index:
+        gains.loc[BASELINE, "gain"] = 0.0
+    return gains
+
+
+def _verdict(label: str, gain: pd.Series, has_baseline: bool) -> str:
+    """`vs_uniform` of one variant from its row of `_against_baseline`."""
+    if not has_baseline:
+        return "no baseline"
+    if label == BASELINE:
+        return "baseline"
+    if gain["n"] < MIN_SEEDS:
+        return "untested"
+    if gain["p_holm"] < ALPHA:
+        return "beats" if gain["gain"] > 0 else "loses"
+    return "ties"
 
 
 def _setting_board(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -122,22 +182,26 @@ def _setting_board(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     by_seed = rows.dropna(subset=["seed"]).pivot_table(
         index="seed", columns="mixer_label", values="target_loss", aggfunc="mean"
     )
-    gains = [
-        Interval(0.0, math.nan, math.nan, seeds)  # uniform against itself: no interval
-        if label == BASELINE
-        else compare(by_seed.get(BASELINE), by_seed.get(label))
-        for label, seeds in board["seeds"].items()
-    ]
-    board["gain_vs_uniform"] = [gain.mean for gain in gains]
-    board["gain_ci_low"] = [gain.low for gain in gains]
-    board["gain_ci_high"] = [gain.high for gain in gains]
-    board["paired_seeds"] = [gain.n for gain in gains]
-    board["gain_excludes_zero"] = [gain.excludes_zero for gain in gains]
+    labels = board.index.tolist()
+    gains = _against_baseline(-by_seed, labels)  # negated: lower loss is better
+    has_baseline = BASELINE in labels
+    board["vs_uniform"] = [_verdict(label, gains.loc[label], has_baseline) for label in labels]
+    board["gain_vs_uniform"] = gains["gain"]
+    board["gain_ci_low"] = gains["ci_low"]
+    board["gain_ci_high"] = gains["ci_high"]
+    board["gain_p"] = gains["p"]
+    board["gain_p_holm"] = gains["p_holm"]
+    board["paired_seeds"] = gains["n"].fillna(0).astype(int)
+    if has_baseline:  # uniform against itself: all its seeds
+        board.loc[BASELINE, "paired_seeds"] = board.loc[BASELINE, "seeds"]
+    board["gain_excludes_zero"] = (gains["ci_low"] > 0) | (gains["ci_high"] < 0)
     for column in task_columns(rows):
         _add_task_score(board, rows, column)
     order = board["target_loss_mean"].sort_values(kind="stable").index.tolist()
-    board["rank"] = pd.Series(tied_ranks(by_seed, order))
+    separated = separated_pairs(by_seed, order)
+    board["rank"] = pd.Series(tied_ranks(order, separated))
     board["rank_tied"] = board["rank"].duplicated(keep=False)
+    board["letters"] = pd.Series(compact_letters(order, separated))
     board = board.reset_index()
     for key in keys:
         board[key] = rows[key].iloc[0]
@@ -146,26 +210,23 @@ def _setting_board(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 def _add_task_score(board: pd.DataFrame, rows: pd.DataFrame, column: str) -> None:
     """The task score `column`'s mean per variant, and its gain over uniform paired by seed,
-    signed so that positive is better."""
+    signed so that positive is better, with its p-values (raw and Holm-adjusted)."""
     sign = TASK_SCORES[column.split("/")[1]]
     by_seed = sign * rows.dropna(subset=["seed"]).pivot_table(
         index="seed", columns="mixer_label", values=column, aggfunc="mean"
     )
-    gains = [
-        Interval(0.0, math.nan, math.nan, 0)
-        if label == BASELINE
-        else compare(by_seed.get(label), by_seed.get(BASELINE))
-        for label in board.index
-    ]
+    gains = _against_baseline(by_seed, board.index.tolist())
     board[f"{column}_mean"] = rows.groupby("mixer_label")[column].mean()
-    board[f"{column}_gain"] = [gain.mean for gain in gains]
-    board[f"{column}_ci_low"] = [gain.low for gain in gains]
-    board[f"{column}_ci_high"] = [gain.high for gain in gains]
+    board[f"{column}_gain"] = gains["gain"]
+    board[f"{column}_ci_low"] = gains["ci_low"]
+    board[f"{column}_ci_high"] = gains["ci_high"]
+    board[f"{column}_p"] = gains["p"]
+    board[f"{column}_p_holm"] = gains["p_holm"]
 
 
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (setting, mixer variant) over its completed runs, ranked within the setting
-    (rank 1 = lowest mean specialist loss, ties where paired intervals cannot separate
+    (rank 1 = lowest mean specialist loss, ties where the paired comparisons cannot separate
     variants). Settings come from `setting_columns(runs)`."""
     keys = setting_columns(runs)
     done = completed(runs)
@@ -180,10 +241,15 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def problem_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """Runs that did not complete (failed, still running or killed, unreadable)."""
-    problems = runs[runs["status"] != "completed"]
+    """Runs that did not complete (failed, diverged, still running or killed, unreadable), and
+    completed ones without a finite final specialist loss (recorded before runs said that they
+    diverged): none of them is ranked."""
+    finite = pd.to_numeric(runs["target_loss"], errors="coerce").abs() < float("inf")
+    unscored = (runs["status"] == "completed") & ~finite
     columns = ["status", "mixer_label", "seed", "run_dir", "error"]
-    return problems.reindex(columns=columns).sort_values(["status", "mixer_label", "run_dir"])
+    problems = runs[(runs["status"] != "completed") | unscored].reindex(columns=columns)
+    problems.loc[unscored[problems.index], "error"] = "the final target loss is not finite"
+    return problems.sort_values(["status", "mixer_label", "run_dir"])
 
 
 def _number(value: float, digits: int = 4) -> str:
@@ -194,32 +260,55 @@ def _share(value: float) -> str:
     return "–" if pd.isna(value) else f"{100 * value:.1f} %"
 
 
-def _gain_cell(label: str, gain: float, low: float, high: float) -> str:
+def _p(value: float) -> str:
+    return "–" if pd.isna(value) else "<0.0001" if value < 1e-4 else f"{value:.4f}"
+
+
+def _seeds(n: int) -> str:
+    return f"{n} seed" if n == 1 else f"{n} seeds"
+
+
+def _gain_cell(label: str, verdict: str, gain: float, low: float, high: float, adjusted: float):
     if label == BASELINE:
         return "0 (baseline)"
+    if verdict == "no baseline":
+        return NO_BASELINE
     if pd.isna(gain):
-        return "–"
+        return NO_SHARED_SEED
     if pd.isna(low):
         return f"{gain:+.4f}, {NO_INTERVAL}"
-    mark = f" {MARK}" if low > 0 or high < 0 else ""
+    mark = f" {MARK}" if adjusted < ALPHA else ""
     return f"{gain:+.4f} [{low:+.4f}, {high:+.4f}]{mark}"
+
+
+def _gain_columns(prefix: str) -> list[str]:
+    """The gain, interval and Holm-adjusted p columns of the specialist loss (`prefix` "") or
+    of a task score (`prefix` `<task>/<score>_`)."""
+    if not prefix:
+        return ["gain_vs_uniform", "gain_ci_low", "gain_ci_high", "gain_p_holm"]
+    return [f"{prefix}{name}" for name in ("gain", "ci_low", "ci_high", "p_holm")]
 
 
 def gain_cells(board: pd.DataFrame, prefix: str = "") -> list[str]:
     """The gain over uniform of every row as shown in the tables, e.g. `+0.1230 [+0.0500,
-    +0.1960] *` (* : the interval excludes 0), or `+0.1000, no interval (fewer than 3 seeds)`:
-    of the specialist loss, or (`prefix` = `<task>/<score>_`) of a task score."""
-    gain = f"{prefix}gain" if prefix else "gain_vs_uniform"
-    return [
-        _gain_cell(*values)
-        for values in zip(
-            board["mixer_label"],
-            board[gain],
-            board[f"{prefix}ci_low" if prefix else "gain_ci_low"],
-            board[f"{prefix}ci_high" if prefix else "gain_ci_high"],
-            strict=True,
-        )
+    +0.1960] *` (raw 95% interval; * : the Holm-adjusted p < 0.05), `+0.1000, no interval
+    (fewer than 3 seeds)`, or why there is no gain (no uniform run in the setting, no seed
+    shared with it): of the specialist loss, or (`prefix` = `<task>/<score>_`) of a task
+    score."""
+    columns = [
+        board["mixer_label"],
+        board["vs_uniform"],
+        *(board[c] for c in _gain_columns(prefix)),
     ]
+    return [_gain_cell(*values) for values in zip(*columns, strict=True)]
+
+
+def _verdict_cell(verdict: str, paired_seeds: int) -> str:
+    if verdict == "untested":
+        return f"untested: {_seeds(paired_seeds)} paired"
+    if verdict == "no baseline":
+        return f"no {BASELINE} run"
+    return verdict
 
 
 def _task_cells(board: pd.DataFrame) -> dict[str, list[str]]:
@@ -253,13 +342,22 @@ def display_table(board: pd.DataFrame) -> pd.DataFrame:
                 f"{rank}=" if tied else str(rank)
                 for rank, tied in zip(board["rank"], board["rank_tied"], strict=True)
             ],
+            "Letters": board["letters"],
             "Mixer": board["mixer_label"],
             "Specialist loss": [
                 f"{_number(m)} ± {_number(s)}"
                 for m, s in zip(board["target_loss_mean"], board["target_loss_std"], strict=True)
             ],
             "Seeds": board["seeds"],
+            f"vs {BASELINE}": [
+                _verdict_cell(*values)
+                for values in zip(board["vs_uniform"], board["paired_seeds"], strict=True)
+            ],
             "Gain vs uniform [95% CI]": gain_cells(board),
+            "p (Holm)": [
+                "–" if pd.isna(p) else f"{_p(p)} ({_p(adjusted)})"
+                for p, adjusted in zip(board["gain_p"], board["gain_p_holm"], strict=True)
+            ],
             "Paired seeds": board["paired_seeds"],
             "Generic loss": [
                 f"{_number(m)} ± {_number(s)}"
@@ -313,38 +411,47 @@ def _problem_display(problems: pd.DataFrame) -> pd.DataFrame:
 
 NOTE = (
     "Specialist loss: held-out specialist (target) loss, mean ± std over seeds (lower is "
-    "better). Rank: by mean specialist loss, 1 = best in the setting; `1=` marks variants the "
-    "paired intervals cannot separate (method below). Gain vs uniform: uniform's specialist "
-    "loss minus this mixer's, paired by seed (positive = better), with its 95% interval; "
-    f"{MARK} marks an interval that excludes 0. Paired seeds: the seeds this mixer shares with "
+    "better). Rank: by mean specialist loss, 1 = best in the setting; `1=` marks a shared rank: "
+    "two mixers get different ranks only if their own paired comparison separates them. "
+    "Letters: mixers that share a letter cannot be told apart; mixers with no letter in common "
+    f"can. vs {BASELINE}: beats, ties or loses, from the Holm-adjusted p-value; untested below "
+    f"{MIN_SEEDS} paired seeds. Gain vs uniform: uniform's specialist loss minus this mixer's, "
+    "paired by seed (positive = better), with its raw 95% interval; "
+    f"{MARK} marks a Holm-adjusted p below {ALPHA:.2f}. p (Holm): the paired t-test's p-value, "
+    "raw and (in brackets) Holm-adjusted. Paired seeds: the seeds this mixer shares with "
     "uniform. Generic loss: mean held-out loss over the generic domains. Worst domain loss: the "
     "highest held-out loss of any generic domain, mean over seeds, with that domain when it is "
     "the same for every seed. Task scores (a multiple-choice specialist set, e.g. MMLU): acc "
     "(accuracy, answers compared by log-likelihood per byte), correct_prob (probability on the "
     "correct answer) and bpb (its bits per byte), mean over seeds with the paired gain over "
-    "uniform (positive = better) and its 95% interval. Extra compute: FLOPs of the mixer's own forward and backward "
-    "passes as a share of the training steps' FLOPs. Mixer time share: share of each run's "
-    "training-step time spent in mixer updates (wall clock within the run). Probe tokens: extra "
-    "tokens mixers read, as a share of training tokens. Max domain epochs: epochs of the "
-    "most-repeated domain."
+    "uniform (positive = better) and its 95% interval. Extra compute: FLOPs of the mixer's own "
+    "forward and backward passes as a share of the training steps' FLOPs. Mixer time share: "
+    "share of each run's training-step time spent in mixer updates (wall clock within the run). "
+    "Probe tokens: extra tokens mixers read, as a share of training tokens. Max domain epochs: "
+    "epochs of the most-repeated domain."
 )
 METHOD = (
     "Method: runs of one setting with the same seed share the model initialisation and the data "
     "order, so mixers are compared seed by seed. Gain: over the n seeds a mixer shares with "
     "uniform, d_s = uniform's specialist loss - the mixer's; shown is mean(d) with the 95% "
     "Student t-interval mean(d) ± t(0.975, n-1) · sd(d) / √n, or, below "
-    f"{MIN_SEEDS} paired seeds, `{NO_INTERVAL}`. Ranks: variants in order of mean specialist loss; "
-    "each shares the rank of the current group's leader unless the paired interval of the "
-    "leader's and its losses (over their shared seeds, at least "
-    f"{MIN_SEEDS}) excludes 0, in which case it starts a new group, ranked by its position. "
-    f"Two variants with fewer than {MIN_SEEDS} shared seeds cannot be separated: they tie."
+    f"{MIN_SEEDS} paired seeds, `{NO_INTERVAL}`. The p-value is the paired t-test's; a "
+    "setting's comparisons with uniform are one family, Holm-adjusted together, and the verdict "
+    f"and {MARK} come from the adjusted p-values. Letters and ranks: every pair of mixers in the "
+    f"setting is compared the same way (over their shared seeds, at least {MIN_SEEDS}), "
+    "Holm-adjusted over all pairs; a pair separates when its adjusted p < "
+    f"{ALPHA:.2f}. Mixers sharing a letter are not separated. In order of mean specialist loss, "
+    "the ranking splits only where every mixer above the split is separated from every mixer "
+    "below it; each group's rank is its first mixer's position. All pairs are a larger family "
+    f"than the comparisons with uniform, so a mixer can beat {BASELINE} yet share a letter "
+    "with it."
 )
 
 
 def to_markdown(sections: list[tuple[str, pd.DataFrame]], problems: pd.DataFrame) -> str:
     parts = ["# Leaderboard", "", NOTE, ""]
     for title, table in sections:
-        align = ["left" if column == "Mixer" else "right" for column in table.columns]
+        align = ["left" if column in ("Mixer", "Letters") else "right" for column in table.columns]
         markdown = table.to_markdown(index=False, disable_numparse=True, colalign=align)
         parts += [f"## {title}", "", markdown, ""]
     if sections:
@@ -359,7 +466,7 @@ def to_html(sections: list[tuple[str, pd.DataFrame]], problems: pd.DataFrame) ->
     style = (
         "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:2em}"
         "th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#eee}"
-        "td:nth-child(2){text-align:left}"
+        "td:nth-child(2),td:nth-child(3){text-align:left}"
     )
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Leaderboard</title>",

@@ -4,8 +4,8 @@
 
 - loss_curves.png: held-out specialist loss against training tokens, per mixer and setting;
 - weight_trajectories.png: the mixture weights of every online mixer over training (stacked,
-  the most-weighted components named, with their description when the run recorded one, the
-  rest summed as "other");
+  the most-weighted components named by their description when the run recorded one, the
+  rest summed as "other"; a grid of at most 3 panels a row, each with its legend below it);
 - loss_vs_train_tokens.png, loss_vs_tokens_per_domain.png, loss_vs_num_domains.png: final
   specialist loss against each axis the sweep varies (skipped, with a message, otherwise);
 - gain_vs_uniform.png: each mixer's specialist-loss gain over uniform, paired by seed, with its
@@ -14,13 +14,14 @@
   share of each run's training-step time spent in mixer updates, and the probe tokens read.
   Wall clock is never compared across runs: runs made at different times see different loads.
 
-Every figure shows a mixer in the same colour (`mixer_colours`). The functions return matplotlib
-Figures (None, with the reason logged, when there is nothing to draw), so notebooks can show them.
+Every figure shows a mixer in the same colour (`mixer_colours`), and past 10 mixers a figure's
+lines also differ in style (`mixer_linestyles`). Error bars and bands need at least two runs:
+a point from one run is drawn without any. The functions return matplotlib Figures (None, with
+the reason logged, when there is nothing to draw), so notebooks can show them.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import zlib
@@ -30,6 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex, to_rgb
@@ -39,7 +41,7 @@ from matplotlib.transforms import offset_copy
 
 from analysis import cli
 from analysis.leaderboard import MARK, aggregate, gain_cells
-from analysis.paired import MIN_SEEDS
+from analysis.paired import ALPHA, MIN_SEEDS
 from analysis.results import (
     BASELINE,
     TARGET_LOSS,
@@ -54,7 +56,8 @@ from analysis.results import (
 
 log = logging.getLogger(__name__)
 
-# A fixed colour per mixer name; names not listed get one of SPARE, chosen by a hash of the name.
+# A fixed colour per mixer name (matplotlib's qualitative tab10, then two more); names not listed
+# get one of SPARE (Dark2) not yet taken in the figure, starting from a hash of the name.
 PALETTE = {
     "uniform": "#555555",
     "importance": "#ff7f0e",
@@ -62,12 +65,25 @@ PALETTE = {
     "dga": "#1f77b4",
     "dga_dr": "#9467bd",
     "static": "#8c564b",
+    "doremi": "#d62728",
+    "aioli": "#e377c2",
+    "odm": "#bcbd22",
+    "regmix": "#17becf",
+    "importance_smoothed": "#e6ab02",
+    "dga_unbounded": "#000080",
 }
-SPARE = ("#d62728", "#e377c2", "#bcbd22", "#17becf", "#7f7f7f")
+SPARE = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#a6761d")
 # Variants of one mixer: its colour, then lighter / darker shades (negative: towards black).
 SHADES = (0.0, 0.45, -0.4, 0.7, -0.65)
 OTHER_COLOUR = "#d9d9d9"
-DOMAIN_COLOURS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1")
+# Components of the weight trajectories: tab10, then the same colours hatched.
+DOMAIN_COLOURS = tuple(to_hex(c) for c in colormaps["tab10"].colors)
+HATCHES = ("", "///", "...", "xxx")
+# Past this many lines in a figure, linestyles cycle too.
+DISTINCT_COLOURS = 10
+LINESTYLES = ("-", "--", ":", "-.")
+# A weight-trajectory panel's legend: two columns unless an entry is longer than this.
+LEGEND_WIDE_ENTRY = 30
 MAX_PANELS = 12
 LOSS_LABEL = "held-out specialist loss (nats/token)"
 SCALING_AXES = {
@@ -87,13 +103,24 @@ def _shade(colour: str, amount: float) -> str:
     return to_hex(rgb + abs(amount) * (towards - rgb))
 
 
+def _spare_colour(name: str, taken: set[str]) -> str:
+    """The first colour of SPARE not in `taken`, from a position set by a hash of `name` (so a
+    new mixer keeps its colour from figure to figure unless another one took it first)."""
+    start = zlib.crc32(name.encode()) % len(SPARE)
+    ring = SPARE[start:] + SPARE[:start]
+    return next((colour for colour in ring if colour not in taken), ring[0])
+
+
 def mixer_colours(labels: Iterable[str]) -> dict[str, str]:
     """Colour per mixer variant: the mixer's palette colour for its default variant, shades of it
     for the others (in sorted order), so every figure built from the same runs agrees."""
     colours = {}
     labels = sorted(set(labels))
-    for name in sorted({base_name(label) for label in labels}):
-        colour = PALETTE.get(name) or SPARE[zlib.crc32(name.encode()) % len(SPARE)]
+    names = sorted({base_name(label) for label in labels})
+    taken = {PALETTE[name] for name in names if name in PALETTE}
+    for name in names:
+        colour = PALETTE.get(name) or _spare_colour(name, taken)
+        taken.add(colour)
         variants = [label for label in labels if base_name(label) == name and label != name]
         colours[name] = colour
         for i, label in enumerate(variants, start=1):
@@ -101,8 +128,25 @@ def mixer_colours(labels: Iterable[str]) -> dict[str, str]:
     return colours
 
 
-def _grid(panels: int, width: float = 5.5, height: float = 4.0) -> tuple[Figure, list[Axes]]:
-    cols = min(panels, 3)
+def mixer_linestyles(labels: Iterable[str]) -> dict[str, str]:
+    """Linestyle per mixer variant: solid for the first DISTINCT_COLOURS (in sorted order), then
+    dashed, dotted..., so that many lines stay apart where colours run short."""
+    return {
+        label: LINESTYLES[(i // DISTINCT_COLOURS) % len(LINESTYLES)]
+        for i, label in enumerate(sorted(set(labels)))
+    }
+
+
+def _seeds(n: int) -> str:
+    return f"{n} seed" if n == 1 else f"{n} seeds"
+
+
+def _grid(
+    panels: int, width: float = 5.5, height: float = 4.0, cols: int | None = None
+) -> tuple[Figure, list[Axes]]:
+    """A figure of `panels` axes, `cols` a row (default: as many as fit, at most 3), each
+    `width` x `height` inches."""
+    cols = cols or min(panels, 3)
     rows = math.ceil(panels / cols)
     width = max(width, 8.0 / cols)  # room for the two-line title above a single panel
     fig = Figure(figsize=(width * cols, height * rows + 0.6), layout="constrained", dpi=110)
@@ -178,6 +222,7 @@ def plot_loss_curves(runs: pd.DataFrame) -> Figure | None:
         log.info("loss curves: skipped, no completed run has a metrics.csv with validation rows")
         return None
     colours = mixer_colours(runs["mixer_label"])
+    linestyles = mixer_linestyles(runs["mixer_label"])
     fig, axes = _grid(len(panels))
     for ax, (_, curves) in zip(axes, panels, strict=True):
         for label, table in curves.items():
@@ -185,7 +230,13 @@ def plot_loss_curves(runs: pd.DataFrame) -> Figure | None:
             seeds = table.shape[1]
             colour = colours[label]
             ax.plot(
-                mean.index, mean, marker="o", ms=3, color=colour, label=f"{label} ({seeds} seeds)"
+                mean.index,
+                mean,
+                marker="o",
+                ms=3,
+                color=colour,
+                ls=linestyles[label],
+                label=f"{label} ({_seeds(seeds)})",
             )
             if seeds > 1:
                 ax.fill_between(mean.index, mean - std, mean + std, color=colour, alpha=0.2, lw=0)
@@ -235,16 +286,40 @@ def _top_components(trajectory: pd.DataFrame, top: int) -> list[str]:
     return list(trajectory.mean().sort_values(ascending=False).index[:top])
 
 
+def _legend_caption(name: str, labels: dict[str, str]) -> str:
+    """A component's legend entry: the start of its description (`domain_caption`'s words
+    without the name), or its name when it has none."""
+    caption = domain_caption(name, labels)
+    return caption.removeprefix(f"{name} ") if caption != name else name
+
+
+class _Style(NamedTuple):
+    colour: str
+    hatch: str
+
+
+def _component_styles(ranked: Iterable[str]) -> dict[str, _Style]:
+    """Colour (and past DISTINCT_COLOURS components, hatching) per component, in rank order."""
+    return {
+        name: _Style(
+            DOMAIN_COLOURS[i % len(DOMAIN_COLOURS)],
+            HATCHES[(i // len(DOMAIN_COLOURS)) % len(HATCHES)],
+        )
+        for i, name in enumerate(ranked)
+    }
+
+
 def _stacked_weights(
     ax: Axes,
     trajectory: pd.DataFrame,
     end: float,
     named: list[str],
-    colours: dict[str, str],
+    styles: dict[str, _Style],
     labels: dict[str, str],
+    legend_columns: int,
 ) -> None:
     """Stacked areas, piecewise constant between updates: the `named` components (in the legend
-    with the start of their description in `labels`), then the rest summed as "other (n)"."""
+    below the panel by their description in `labels`), then the rest summed as "other (n)"."""
     layers = trajectory[named].copy()
     rest = [c for c in trajectory.columns if c not in named]
     if rest:
@@ -254,10 +329,17 @@ def _stacked_weights(
     bottom = np.zeros(len(layers))
     for column in layers.columns:
         top_edge = bottom + layers[column].to_numpy()
-        colour = colours.get(column, OTHER_COLOUR)
-        caption = domain_caption(column, labels)
+        style = styles.get(column, _Style(OTHER_COLOUR, ""))
         ax.fill_between(
-            layers.index, bottom, top_edge, step="post", color=colour, label=caption, lw=0
+            layers.index,
+            bottom,
+            top_edge,
+            step="post",
+            facecolor=style.colour,
+            hatch=style.hatch,
+            edgecolor="white",
+            label=_legend_caption(column, labels),
+            lw=0,
         )
         bottom = top_edge
     ax.set_xlim(layers.index[0], layers.index[-1])
@@ -265,7 +347,15 @@ def _stacked_weights(
     ax.set_xlabel("training tokens")
     ax.set_ylabel("mixture weight")
     ax.xaxis.set_major_formatter(EngFormatter())
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), reverse=True)
+    # Below the panel (constrained layout makes room), the top of the stack first.
+    ax.legend(
+        fontsize=8,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.2),
+        ncol=legend_columns,
+        frameon=False,
+        reverse=True,
+    )
 
 
 class _TrajectoryPanel(NamedTuple):
@@ -277,9 +367,8 @@ class _TrajectoryPanel(NamedTuple):
     domain_labels: dict[str, str]
 
 
-def plot_weight_trajectories(runs: pd.DataFrame, top: int = 6) -> Figure | None:
-    """The weight trajectory of each online mixer variant (mean over seeds), one panel per
-    variant and setting. A component (domain or basis) has the same colour in every panel."""
+def _trajectory_panels(runs: pd.DataFrame) -> list[_TrajectoryPanel]:
+    """A panel per online mixer variant and setting whose runs have a weight trajectory."""
     keys = setting_columns(runs)
     panels = []
     for values, rows in _with_files(runs).groupby(["mixer_label", *keys], dropna=False):
@@ -288,6 +377,14 @@ def plot_weight_trajectories(runs: pd.DataFrame, top: int = 6) -> Figure | None:
             setting = dict(zip(keys, values[1:], strict=True))
             labels = domain_labels(rows)
             panels.append(_TrajectoryPanel(values[0], len(rows), setting, trajectory, end, labels))
+    return panels
+
+
+def plot_weight_trajectories(runs: pd.DataFrame, top: int = 6) -> Figure | None:
+    """The weight trajectory of each online mixer variant (mean over seeds), one panel per
+    variant and setting, in a near-square grid (at most 3 panels a row). A component (domain or
+    basis) has the same colour in every panel."""
+    panels = _trajectory_panels(runs)
     if not panels:
         log.info(
             "weight trajectories: skipped, no run of an online mixer (one that updates its "
@@ -302,16 +399,24 @@ def plot_weight_trajectories(runs: pd.DataFrame, top: int = 6) -> Figure | None:
     weight = pd.concat(
         [panel.trajectory[names].mean() for panel, names in zip(panels, named, strict=True)]
     )
-    ranked = weight.groupby(level=0).sum().sort_values(ascending=False).index
-    component_colours = dict(zip(ranked, itertools.cycle(DOMAIN_COLOURS + SPARE), strict=False))
+    styles = _component_styles(weight.groupby(level=0).sum().sort_values(ascending=False).index)
     mixer_colour = mixer_colours(runs["mixer_label"])
-    fig, axes = _grid(len(panels), width=6.5)
+    captions = [
+        [_legend_caption(name, panel.domain_labels) for name in names]
+        for panel, names in zip(panels, named, strict=True)
+    ]
+    legend_columns = [1 if max(map(len, c)) > LEGEND_WIDE_ENTRY else 2 for c in captions]
+    legend_rows = max(
+        math.ceil((len(c) + 1) / n) for c, n in zip(captions, legend_columns, strict=True)
+    )  # + 1: "other"
+    cols = min(3, math.ceil(math.sqrt(len(panels))))
+    fig, axes = _grid(len(panels), width=5.0, height=3.2 + 0.2 * legend_rows, cols=cols)
     varying, shared = _varying([panel.setting for panel in panels])
-    for ax, names, panel in zip(axes, named, panels, strict=True):
+    for ax, names, panel, columns in zip(axes, named, panels, legend_columns, strict=True):
         _stacked_weights(
-            ax, panel.trajectory, panel.end, names, component_colours, panel.domain_labels
+            ax, panel.trajectory, panel.end, names, styles, panel.domain_labels, columns
         )
-        title = f"{panel.label} ({panel.seeds} seeds)"
+        title = f"{panel.label} ({_seeds(panel.seeds)})"
         if varying:
             title += f"\n{setting_title(panel.setting, varying)}"
         ax.set_title(title, fontsize=10, color=mixer_colour[panel.label], fontweight="bold")
@@ -324,9 +429,9 @@ def plot_weight_trajectories(runs: pd.DataFrame, top: int = 6) -> Figure | None:
 
 
 def _count(sizes: pd.Series) -> str:
-    """How many seeds the points of a line average over: "3", or "2-3"."""
+    """How many seeds the points of a line average over: "1 seed", "3 seeds", or "2-3 seeds"."""
     low, high = sizes.min(), sizes.max()
-    return str(low) if low == high else f"{low}-{high}"
+    return _seeds(low) if low == high else f"{low}-{high} seeds"
 
 
 def plot_scaling(runs: pd.DataFrame, axis: str) -> Figure | None:
@@ -350,6 +455,7 @@ def plot_scaling(runs: pd.DataFrame, axis: str) -> Figure | None:
         log.info("loss vs %s: skipped, the runs do not vary %s", axis, axis)
         return None
     colours = mixer_colours(runs["mixer_label"])
+    linestyles = mixer_linestyles(runs["mixer_label"])
     fig, axes = _grid(len(panels))
     for ax, (_, rows) in zip(axes, panels, strict=True):
         values = np.sort(rows["x"].dropna().unique())
@@ -365,12 +471,13 @@ def plot_scaling(runs: pd.DataFrame, axis: str) -> Figure | None:
             ax.errorbar(
                 stats.index,
                 stats["mean"],
-                yerr=stats["std"].fillna(0),
+                yerr=stats["std"],  # NaN for a point from one run: no bar, no caps
                 marker="o",
                 ms=4,
                 capsize=3,
                 color=colours[label],
-                label=f"{label} ({_count(stats['size'])} seeds)",
+                ls=linestyles[label],
+                label=f"{label} ({_count(stats['size'])})",
                 transform=dodge,
             )
         # The dodge transform hides the points from autoscaling: give it their extent.
@@ -392,10 +499,6 @@ def plot_scaling(runs: pd.DataFrame, axis: str) -> Figure | None:
         f"Final specialist loss vs {SCALING_AXES[axis].split(' (')[0]} (mean ± std over seeds)",
     )
     return fig
-
-
-def _seeds(n: int) -> str:
-    return f"{n} seed" if n == 1 else f"{n} seeds"
 
 
 def _gain_point(ax: Axes, y: int, row, text: str, colour: str) -> None:
@@ -447,7 +550,7 @@ def plot_gains(runs: pd.DataFrame) -> Figure | None:
         axes,
         [setting for setting, _ in panels],
         f"Gain over {BASELINE}, paired by seed (95% t-interval where ≥ {MIN_SEEDS} seeds pair up; "
-        f"{MARK}: excludes 0)",
+        f"{MARK}: Holm-adjusted p < {ALPHA:g})",
     )
     return fig
 
@@ -485,7 +588,7 @@ def plot_overhead(runs: pd.DataFrame) -> Figure | None:
         ax.barh(
             positions,
             means.fillna(0),
-            xerr=stats[(column, "std")].fillna(0),
+            xerr=stats[(column, "std")],  # NaN for a mixer with one run: no error bar
             color=[colours[label] for label in labels],
             capsize=3,
         )

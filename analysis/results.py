@@ -19,12 +19,14 @@ import math
 import os
 import socket
 import threading
+from collections import Counter
 from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
 
+from domains.store import read_manifest
 from experiments.results import (
     METRICS_FILE,
     RESULTS_FILE,
@@ -35,7 +37,10 @@ from experiments.results import (
 
 log = logging.getLogger(__name__)
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+ROOT = Path(__file__).resolve().parents[1]  # the repository
+CONF_DIR = ROOT / "conf"
+# The sweep the notebooks open by default: what `make demo` writes.
+DEMO_SWEEP = "multirun/demo"
 TARGET_LOSS = "val/target_loss"
 GENERIC_LOSS = "val/generic_loss"
 DOMAIN_LOSS = "val/domain/"  # + domain name: held-out loss on one generic domain
@@ -128,8 +133,34 @@ def worst_domain(metrics: dict | None) -> tuple[str | None, float]:
 
 def domain_labels(runs: pd.DataFrame) -> dict[str, str]:
     """{domain name: description} as recorded by the first of `runs` that has them (runs of one
-    setting share their domains); {} when none has."""
-    return next((d for d in runs["domain_labels"] if isinstance(d, dict)), {})
+    setting share their domains), plus the coarse clusters' (`coarse_labels`); {} when none
+    has."""
+    labels = next((d for d in runs["domain_labels"] if isinstance(d, dict)), {})
+    artifacts = next((a for a in runs.get("data_artifacts", []) if isinstance(a, str)), None)
+    return {**labels, **coarse_labels(artifacts)}
+
+
+def coarse_labels(artifacts: str | None) -> dict[str, str]:
+    """{`coarse_<c>`: where its domains come from}, e.g. `bbc/sport + bbc/tech (4 domains)`:
+    the two origins most of its domains mainly come from. A run records its domains' labels but
+    not which coarse cluster each belongs to (the names DGA-DR's bases and the per-cluster
+    losses go by), so they come from the manifest of the prepared data it trained on; {} when
+    that is not on this machine (or the data has one level)."""
+    try:
+        domains = read_manifest(Path(artifacts))["domains"]
+    except (TypeError, OSError, ValueError, KeyError):  # no path, no file, not a manifest
+        return {}
+    clusters: dict[int, list[dict]] = {}
+    for domain in domains:
+        if domain.get("coarse") is not None:
+            clusters.setdefault(domain["coarse"], []).append(domain)
+    labels = {}
+    for cluster, members in sorted(clusters.items()):
+        origins = Counter(d["top_origins"][0][0] for d in members if d.get("top_origins"))
+        count = f"{len(members)} domain" + ("" if len(members) == 1 else "s")
+        main = " + ".join(origin for origin, _ in origins.most_common(2))
+        labels[f"coarse_{cluster}"] = f"{main} ({count})" if main else count
+    return labels
 
 
 def domain_caption(name: str, labels: dict | None, parts: int = 2) -> str:
@@ -194,6 +225,8 @@ def run_row(record: RunRecord, run_dir: str | None) -> dict:
         "time_averaged_weights": record.time_averaged_weights,
         "domain_epochs": epochs or None,
         "domain_labels": record.domain_labels or None,
+        # The prepared data's folder, whose manifest says which coarse cluster holds a domain.
+        "data_artifacts": (record.data or {}).get("artifacts"),
         "metrics_final": record.metrics_final,
         "files": record.files,
         **task_scores(record.metrics_final),
@@ -212,6 +245,21 @@ def find_run_dirs(paths: list[str | Path]) -> list[Path]:
             raise NotADirectoryError(f"expected a run or sweep directory, got the file {path}")
         found.update(p.parent for p in path.rglob(RESULTS_FILE))
     return sorted(found)
+
+
+def sweep_path(sweep: str | Path, root: Path = ROOT) -> Path:
+    """The sweep directory a notebook analyses: an absolute path as it is, a relative one from
+    the repository `root` (where `make demo` writes multirun/demo; a notebook runs in
+    analysis/), else from the current directory. FileNotFoundError, saying what to do, when it
+    is in neither."""
+    sweep = Path(sweep).expanduser()
+    for candidate in (root / sweep, sweep):  # root / an absolute path: that path
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(
+        f"no sweep at {root / sweep}: run `make demo` first (it writes {DEMO_SWEEP}), or set "
+        "MIXBENCH_SWEEP to a sweep or run directory"
+    )
 
 
 def load_runs(paths: list[str | Path]) -> pd.DataFrame:

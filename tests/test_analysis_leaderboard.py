@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 import subprocess
 import sys
 
@@ -10,7 +11,9 @@ import pandas as pd
 import pytest
 
 from analysis.leaderboard import (
+    COLUMNS,
     LEADERBOARD_FILES,
+    TASK_STATS,
     aggregate,
     display_table,
     main,
@@ -18,7 +21,7 @@ from analysis.leaderboard import (
     write_leaderboard,
 )
 from analysis.report import write_report
-from analysis.results import load_runs
+from analysis.results import load_runs, setting_columns
 from tests.conftest import ROOT
 from tests.test_analysis_results import FLOPS_PER_TOKEN, closed_port, write_run
 
@@ -80,8 +83,16 @@ def test_means_stds_paired_gains_and_costs(sweep):
     # Fewer than 3 paired seeds: no interval, nothing marked; uniform has none against itself.
     assert small[["gain_ci_low", "gain_ci_high"]].isna().all().all()
     assert not small["gain_excludes_zero"].any()
+    assert small[["gain_p", "gain_p_holm"]].isna().all().all()  # no test below 3 seeds
+    assert small["vs_uniform"].to_dict() == {
+        "dga": "untested",
+        "uniform[weights=natural]": "untested",
+        "uniform": "baseline",
+        "importance": "untested",
+    }
     # Fewer than 3 shared seeds between any two variants: nothing separates them.
     assert small["rank"].tolist() == [1, 1, 1, 1] and small["rank_tied"].all()
+    assert (small["letters"] == "a").all()
     # Cost: the mixer's FLOPs over the training FLOPs; its share of its own step time.
     assert dga["compute_overhead"] == pytest.approx(2.0)
     assert dga["mixer_time_share"] == pytest.approx(0.2)
@@ -95,6 +106,7 @@ def test_means_stds_paired_gains_and_costs(sweep):
     assert not big["rank_tied"].item()
     assert math.isnan(big["gain_vs_uniform"].item())  # no uniform run in that setting
     assert big["paired_seeds"].item() == 0
+    assert big["vs_uniform"].item() == "no baseline"
 
 
 def test_no_cross_run_timing_column(sweep, tmp_path):
@@ -152,37 +164,121 @@ def test_an_interval_that_excludes_zero_is_marked(tmp_path):
     assert board.loc["dga", "gain_excludes_zero"]
     assert board["rank"].to_dict() == {"dga": 1, "uniform": 2}
     assert not board["rank_tied"].any()
+    # One comparison with uniform: its Holm-adjusted p is the raw one, 0.0091 (by hand:
+    # t = 0.12 / (0.02 / √3), p = 1 - t / √(t² + 2) for 2 degrees of freedom).
+    t = 0.12 / (0.02 / math.sqrt(3))
+    assert board.loc["dga", "gain_p"] == pytest.approx(1 - t / math.sqrt(t**2 + 2))
+    assert board.loc["dga", "gain_p_holm"] == pytest.approx(board.loc["dga", "gain_p"])
+    assert board["vs_uniform"].to_dict() == {"dga": "beats", "uniform": "baseline"}
+    assert board["letters"].to_dict() == {"dga": "a", "uniform": "b"}
     md = paths[0].read_text()
-    gains = {row[1]: row[4] for row in markdown_rows(md)}
-    assert gains == {"dga": "+0.1200 [+0.0703, +0.1697] *", "uniform": "0 (baseline)"}
-    assert "t(0.975, n-1)" in md  # the method footnote
+    cells = {row[2]: row[5:8] for row in markdown_rows(md)}
+    assert cells == {
+        "dga": ["beats", "+0.1200 [+0.0703, +0.1697] *", "0.0091 (0.0091)"],
+        "uniform": ["baseline", "0 (baseline)", "–"],
+    }
+    assert "t(0.975, n-1)" in md and "Holm" in md  # the method footnote
 
 
-def test_ranks_tie_unless_a_paired_interval_separates_them(tmp_path):
+def test_ranks_never_separate_mixers_their_own_interval_does_not(tmp_path):
+    """The issue's case: dga leads, importance differs from dga, but uniform differs from
+    neither. Ranking against each group's leader gave dga 1 and uniform 2= with importance,
+    although dga's own interval against uniform includes 0."""
+    write_seeds(tmp_path, "dga", [2.90, 3.00, 3.10])
+    write_seeds(tmp_path, "importance", [3.00, 3.11, 3.22])  # - dga: 0.10, 0.11, 0.12
+    write_seeds(tmp_path, "uniform", [3.20, 2.90, 3.50])  # - dga: 0.3, -0.1, 0.4
+    board = aggregate(load_runs([tmp_path])).set_index("mixer_label")
+    assert board.loc["dga", "gain_ci_low"] < 0 < board.loc["dga", "gain_ci_high"]
+    assert board.loc["dga", "vs_uniform"] == "ties"
+    # dga - importance: p = 0.0027, x 3 pairs = 0.0082: separated; the other pairs are not.
+    assert board["letters"].to_dict() == {"dga": "a", "importance": "b", "uniform": "ab"}
+    assert board["rank"].to_dict() == {"dga": 1, "importance": 1, "uniform": 1}
+    assert board["rank_tied"].all()
+    table = display_table(board.reset_index()).set_index("Mixer")
+    assert table["Rank"].tolist() == ["1=", "1=", "1="]
+    assert table["Letters"].to_dict() == {"dga": "a", "importance": "b", "uniform": "ab"}
+
+
+def test_ranks_split_where_every_pair_across_is_separated(tmp_path):
     write_seeds(tmp_path, "uniform", [3.0, 3.1, 3.2])  # mean 3.1
     write_seeds(tmp_path, "dga", [2.90, 2.98, 3.06])  # mean 2.98: the leader
     write_seeds(tmp_path, "doge", [2.91, 2.97, 3.08])  # dga - doge: -0.01, 0.01, -0.02
-    write_seeds(tmp_path, "importance", [3.05])  # one seed shared with dga: inseparable
-    write_seeds(tmp_path, "static", [3.0, 3.25, 3.3])  # uniform - static: 0, -0.15, -0.1
     write_seeds(tmp_path, "dga_dr", [4.0, 4.1, 4.3])  # uniform - dga_dr: -1.0, -1.0, -1.1
     board = aggregate(load_runs([tmp_path]))
+    # Raw p over the 6 pairs: dga-doge 0.53, uniform-dga 0.0091, uniform-doge 0.0111, dga_dr
+    # against each below 0.0015. Holm: uniform-dga and uniform-doge 3 x 0.0091 and
+    # max(0.0274, 2 x 0.0111) = 0.0274, so every pair but dga-doge separates.
     ranks = dict(zip(board["mixer_label"], board["rank"], strict=True))
-    # dga leads; doge and importance cannot be told from it; uniform differs from dga and leads
-    # a new group at its position (4); static ties with uniform; dga_dr differs from uniform.
-    assert ranks == {
-        "dga": 1,
-        "doge": 1,
-        "importance": 1,
-        "uniform": 4,
-        "static": 4,
-        "dga_dr": 6,
-    }
-    tied = dict(zip(board["mixer_label"], board["rank_tied"], strict=True))
-    assert [label for label, t in tied.items() if not t] == ["dga_dr"]
+    assert ranks == {"dga": 1, "doge": 1, "uniform": 3, "dga_dr": 4}
+    letters = dict(zip(board["mixer_label"], board["letters"], strict=True))
+    assert letters == {"dga": "a", "doge": "a", "uniform": "b", "dga_dr": "c"}
     table = display_table(board)
-    assert table["Rank"].tolist() == ["1=", "1=", "1=", "4=", "4=", "6"]
-    importance = table.set_index("Mixer").loc["importance", "Gain vs uniform [95% CI]"]
-    assert importance == "-0.0500, no interval (fewer than 3 seeds)"  # 3.0 - 3.05, seed 0
+    assert table["Rank"].tolist() == ["1=", "1=", "3", "4"]
+
+
+def test_holm_within_a_settings_comparisons_with_uniform(tmp_path):
+    """Three mixers against uniform. doge's raw interval excludes 0 (p = 0.0287), but among
+    three comparisons its Holm-adjusted p is 2 x 0.0287 = 0.0574: it ties; dga's (3 x 0.0091 =
+    0.0274) still beats uniform."""
+    write_seeds(tmp_path, "uniform", [3.0, 3.1, 3.2])
+    write_seeds(tmp_path, "dga", [2.90, 2.98, 3.06])  # uniform - dga: 0.10, 0.12, 0.14
+    write_seeds(tmp_path, "doge", [2.86, 2.90, 2.94])  # 0.14, 0.20, 0.26
+    write_seeds(tmp_path, "importance", [3.1, 3.1, 3.1])  # -0.1, 0, 0.1
+    paths = write_leaderboard(load_runs([tmp_path]), tmp_path / "out")
+    board = pd.read_csv(paths[1]).set_index("mixer_label")
+
+    def p_by_hand(gaps: list[float]) -> float:  # two degrees of freedom
+        t = abs(statistics.mean(gaps)) / (statistics.stdev(gaps) / math.sqrt(3))
+        return 1 - t / math.sqrt(t**2 + 2)
+
+    raw = {"dga": p_by_hand([0.10, 0.12, 0.14]), "doge": p_by_hand([0.14, 0.20, 0.26])}
+    assert board.loc["dga", "gain_p"] == pytest.approx(raw["dga"])  # 0.0091
+    assert board.loc["doge", "gain_p"] == pytest.approx(raw["doge"])  # 0.0287
+    assert board.loc["importance", "gain_p"] == pytest.approx(1.0)
+    assert board.loc["dga", "gain_p_holm"] == pytest.approx(3 * raw["dga"])
+    assert board.loc["doge", "gain_p_holm"] == pytest.approx(2 * raw["doge"])
+    assert board.loc["importance", "gain_p_holm"] == pytest.approx(1.0)
+    assert board.loc["doge", "gain_excludes_zero"]  # raw: excludes 0 ...
+    assert board["vs_uniform"].to_dict() == {  # ... adjusted: a tie
+        "doge": "ties",
+        "dga": "beats",
+        "importance": "ties",
+        "uniform": "baseline",
+    }
+    cells = {row[2]: row[5:8] for row in markdown_rows(paths[0].read_text())}
+    assert cells["doge"] == ["ties", "+0.2000 [+0.0510, +0.3490]", "0.0287 (0.0574)"]
+    assert cells["dga"] == ["beats", "+0.1200 [+0.0703, +0.1697] *", "0.0091 (0.0274)"]
+
+
+def test_a_setting_without_uniform_says_how_to_get_the_gain(tmp_path):
+    write_seeds(tmp_path, "dga", [2.9, 3.0, 3.1])
+    write_seeds(tmp_path, "doge", [3.0, 3.1, 3.2])
+    runs = load_runs([tmp_path])
+    board = aggregate(runs)
+    assert (board["vs_uniform"] == "no baseline").all()
+    assert board["gain_vs_uniform"].isna().all()
+    table = display_table(board)
+    message = "no uniform run in this setting: add mixer=uniform to the sweep"
+    assert (table["Gain vs uniform [95% CI]"] == message).all()
+    assert (table["vs uniform"] == "no uniform run").all()
+    md, _, page = write_leaderboard(runs, tmp_path / "out")
+    assert message in md.read_text() and message in page.read_text()
+    # With a uniform run that shares no seed, the cell says that instead.
+    write_run(tmp_path, "uniform9", seed=9)
+    dga = display_table(aggregate(load_runs([tmp_path]))).set_index("Mixer").loc["dga"]
+    assert dga["Gain vs uniform [95% CI]"] == "no seed shared with uniform"
+    assert dga["vs uniform"] == "untested: 0 seeds paired"
+
+
+def test_every_csv_column_is_documented(tmp_path):
+    for seed in range(3):
+        write_run(tmp_path, f"u{seed}", seed=seed, task_metrics={"val/mmlu/acc": 0.25})
+        write_run(tmp_path, f"d{seed}", mixer="dga", seed=seed, task_metrics={"val/mmlu/acc": 0.3})
+    runs = load_runs([tmp_path])
+    csv = pd.read_csv(write_leaderboard(runs, tmp_path / "out")[1])
+    task = [f"mmlu/acc{suffix}" for suffix in TASK_STATS]
+    assert list(csv.columns) == [*setting_columns(runs), *COLUMNS, *task]
+    assert all(isinstance(text, str) and text for text in [*COLUMNS.values(), *TASK_STATS.values()])
 
 
 def test_fewer_than_three_seeds_say_so_in_every_table(sweep, tmp_path):
@@ -277,12 +373,40 @@ def test_files_hold_the_ranked_tables_and_the_failures(sweep, tmp_path):
     assert "## synthetic · k=2 · 1,000 training tokens · uncapped domains · model tiny" in md
     rows = markdown_rows(md)
     gain = "+0.1000, no interval (fewer than 3 seeds)"
-    dga = ["1=", "dga", "3.0000 ± 0.1414", "2", gain, "2", "4.0000 ± 0.0000"]
-    assert [*dga, "4.1000 (domain_01)", "200.0 %", "20.0 %", "50.0 %", "3.00"] in rows
-    uniform = ["1=", "uniform", "3.2000 ± 0.2000", "3", "0 (baseline)", "3", "4.2000 ± 0.2000"]
-    assert [*uniform, "4.3000 (domain_01)", "0.0 %", "0.0 %", "0.0 %", "0.50"] in rows
-    alone = ["1", "dga", "2.0000 ± –", "1", "–", "0", "4.0000 ± –", "4.1000 (domain_01)"]
-    assert [*alone, "0.0 %", "0.0 %", "0.0 %", "0.50"] in rows
+    dga = ["1=", "a", "dga", "3.0000 ± 0.1414", "2", "untested: 2 seeds paired", gain, "–", "2"]
+    assert [
+        *dga,
+        "4.0000 ± 0.0000",
+        "4.1000 (domain_01)",
+        "200.0 %",
+        "20.0 %",
+        "50.0 %",
+        "3.00",
+        "–",
+    ] in rows
+    uniform = ["1=", "a", "uniform", "3.2000 ± 0.2000", "3", "baseline", "0 (baseline)", "–", "3"]
+    assert [
+        *uniform,
+        "4.2000 ± 0.2000",
+        "4.3000 (domain_01)",
+        "0.0 %",
+        "0.0 %",
+        "0.0 %",
+        "0.50",
+        "–",
+    ] in rows
+    missing = "no uniform run in this setting: add mixer=uniform to the sweep"
+    alone = ["1", "a", "dga", "2.0000 ± –", "1", "no uniform run", missing, "–", "0"]
+    assert [
+        *alone,
+        "4.0000 ± –",
+        "4.1000 (domain_01)",
+        "0.0 %",
+        "0.0 %",
+        "0.0 %",
+        "0.50",
+        "–",
+    ] in rows
     assert "RuntimeError: boom" in md and "running" in md
     csv = pd.read_csv(paths[1])
     assert len(csv) == 5
@@ -351,6 +475,9 @@ def test_task_scores_get_means_and_paired_gains_signed_so_that_positive_is_bette
     half = 4.302653 * 0.02 / math.sqrt(3)
     assert dga["mmlu/bpb_gain"] == pytest.approx(0.12)
     assert dga["mmlu/bpb_ci_high"] == pytest.approx(0.12 + half, abs=1e-6)
+    # Each score is its own family of comparisons with uniform (here one: adjusted = raw).
+    assert dga["mmlu/bpb_p"] == pytest.approx(0.0091, abs=1e-4)
+    assert dga["mmlu/bpb_p_holm"] == pytest.approx(dga["mmlu/bpb_p"])
     md = paths[0].read_text()
     header = next(
         line
@@ -358,6 +485,6 @@ def test_task_scores_get_means_and_paired_gains_signed_so_that_positive_is_bette
         if line.split("|")[1:2] and line.split("|")[1].strip() == "Rank"
     )
     assert "mmlu acc (gain)" in header and "mmlu bpb (gain)" in header
-    row = next(r for r in markdown_rows(md) if r[1] == "dga")
+    row = next(r for r in markdown_rows(md) if r[2] == "dga")
     assert "0.3000 (+0.0400 [+0.0152, +0.0648] *)" in row
     assert "2.9800 (+0.1200 [+0.0703, +0.1697] *)" in row

@@ -13,8 +13,12 @@ import pandas as pd
 import pytest
 
 from analysis.results import (
+    DEMO_SWEEP,
+    ROOT,
     check_reachable,
+    coarse_labels,
     domain_caption,
+    domain_labels,
     load_runs,
     load_trajectory,
     load_wandb_runs,
@@ -22,6 +26,7 @@ from analysis.results import (
     run_row,
     setting_columns,
     setting_title,
+    sweep_path,
     validation_curve,
     wandb_record,
     worst_domain,
@@ -195,6 +200,49 @@ def test_domain_caption_is_the_name_and_the_start_of_its_label():
     assert domain_caption("domain_08", labels) == "domain_08"  # no description of its own
     assert domain_caption("domain_09", labels) == "domain_09"
     assert domain_caption("basis_3", None) == "basis_3"
+
+
+def test_coarse_clusters_are_labelled_from_the_prepared_data(tmp_path):
+    """DGA-DR's bases and the per-cluster losses go by `coarse_<c>`; the run does not record
+    which domains a cluster holds, the prepared data's manifest does."""
+    origins = ["bbc/sport", "bbc/sport", "bbc/tech", "bbc/business", "bbc/tech"]
+    domains = [
+        {"name": f"domain_{i:02d}", "coarse": 0 if i < 3 else 1, "top_origins": [[o, 0.8]]}
+        for i, o in enumerate(origins)
+    ]
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "manifest.json").write_text(json.dumps({"domains": domains}))
+    labels = {"domain_00": "bbc/sport: match, team, win"}
+    run = write_run(tmp_path / "runs", "r", mixer="dga_dr", domain_labels=labels)
+    record = json.loads((run / "results.json").read_text())
+    (run / "results.json").write_text(json.dumps({**record, "data": {"artifacts": "nowhere"}}))
+    assert domain_labels(load_runs([tmp_path / "runs"])) == labels  # no manifest there
+    record["data"] = {"artifacts": str(tmp_path / "data")}
+    (run / "results.json").write_text(json.dumps(record))
+    assert domain_labels(load_runs([tmp_path / "runs"])) == {
+        **labels,
+        "coarse_0": "bbc/sport + bbc/tech (3 domains)",
+        "coarse_1": "bbc/business + bbc/tech (2 domains)",
+    }
+    assert coarse_labels(None) == {}
+
+
+def test_a_notebooks_sweep_is_found_from_the_repository_root(tmp_path, monkeypatch):
+    root = tmp_path / "repo"
+    (root / "multirun" / "demo").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "mine").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "elsewhere")  # e.g. a notebook's kernel, in analysis/
+    assert sweep_path("multirun/demo", root) == root / "multirun" / "demo"
+    assert sweep_path("mine", root) == Path("mine")  # not under the root: the current directory
+    assert sweep_path(tmp_path / "elsewhere", root) == tmp_path / "elsewhere"
+    with pytest.raises(FileNotFoundError) as error:
+        sweep_path("multirun/other", root)
+    assert str(error.value) == (
+        f"no sweep at {root / 'multirun/other'}: run `make demo` first (it writes multirun/demo), "
+        "or set MIXBENCH_SWEEP to a sweep or run directory"
+    )
+    assert sweep_path(DEMO_SWEEP, root) == root / "multirun" / "demo"
+    assert Path(__file__).resolve().parents[1] == ROOT  # the default root
 
 
 def test_failed_running_and_corrupt_runs_are_rows_not_crashes(tmp_path, caplog):

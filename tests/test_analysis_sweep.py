@@ -6,12 +6,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
 import numpy as np
 import pytest
 from matplotlib.colors import to_hex
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 from analysis.leaderboard import aggregate
 from analysis.plots import (
@@ -187,23 +189,66 @@ def test_plots_cli_writes_into_the_out_directory(sweep, tmp_path, caplog):
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebooks_are_stored_without_outputs(name):
+def test_notebooks_are_stored_without_outputs(name, monkeypatch):
     notebook = nbformat.read(ROOT / "analysis" / name, as_version=4)
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     assert code and all(not c.outputs and c.execution_count is None for c in code)
     assert "MIXBENCH_SWEEP" in code[0].source and "parameters" in code[0].metadata["tags"]
+    # By default they open what `make demo` writes, found from the repository root.
+    monkeypatch.delenv("MIXBENCH_SWEEP", raising=False)
+    parameters = {}
+    exec(code[0].source, parameters)
+    assert parameters["SWEEP"] == "multirun/demo"
+    assert "sweep_path(SWEEP)" in code[1].source
+
+
+def _execute(notebook, sweep: str) -> None:
+    """Run `notebook` in analysis/ (where Jupyter starts its kernel) on `sweep`."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MIXBENCH_SWEEP", sweep)
+        NotebookClient(
+            notebook,
+            timeout=120,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(ROOT / "analysis")}},
+        ).execute()
+
+
+def test_a_notebook_without_its_sweep_says_what_to_do():
+    notebook = nbformat.read(ROOT / "analysis" / NOTEBOOKS[0], as_version=4)
+    with pytest.raises(CellExecutionError) as error:
+        _execute(notebook, "multirun/no-such-sweep")
+    message = str(error.value)
+    assert f"no sweep at {ROOT / 'multirun/no-such-sweep'}" in message
+    assert "run `make demo` first" in message and "MIXBENCH_SWEEP" in message
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebooks_run_on_the_sweep(name, sweep, monkeypatch):
-    monkeypatch.setenv("MIXBENCH_SWEEP", str(sweep))
+def test_notebooks_run_with_jupyter_nbconvert(name, sweep, tmp_path):
+    """As a user runs them from the repository root: `jupyter nbconvert --to notebook
+    --execute analysis/<name>` (MIXBENCH_SWEEP relative to the root, not to analysis/)."""
+    jupyter = Path(sys.executable).parent / "jupyter"
+    command = [jupyter, "nbconvert", "--to", "notebook", "--execute", f"analysis/{name}"]
+    proc = subprocess.run(
+        [*command, "--output-dir", str(tmp_path)],
+        cwd=ROOT,
+        env={**os.environ, "MIXBENCH_SWEEP": os.path.relpath(sweep, ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (executed,) = tmp_path.glob("*.ipynb")  # the notebook with its outputs
+    notebook = nbformat.read(executed, as_version=4)
+    outputs = [o for cell in notebook.cells for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert [o for o in outputs if "image/png" in o.get("data", {})]
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebooks_run_on_the_sweep(name, sweep):
     notebook = nbformat.read(ROOT / "analysis" / name, as_version=4)
-    NotebookClient(
-        notebook,
-        timeout=120,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(ROOT / "analysis")}},
-    ).execute()
+    _execute(notebook, str(sweep))
     outputs = [o for cell in notebook.cells for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
