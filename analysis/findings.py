@@ -545,13 +545,6 @@ def render(data_dir: Path = DATA_DIR, figure_dir: Path | None = None) -> str:
         "seeds: *reproduced* only when it excludes 0 in the paper's direction, *not reproduced* "
         "when it excludes 0 the other way, *inconclusive at this scale* otherwise.",
         "",
-        "**Which DGA.** Every `dga`, `dga[...]` and `dga_dr` run summarised below used the rule "
-        "that was then the default and is now `mixer=dga_unbounded`: raw dot products of "
-        "unclipped gradients and a constant eta = 1. The default is now bounded (gradients "
-        "clipped to the training step's norm, eta following the learning-rate schedule; "
-        "docs/methods.md), so these verdicts speak of the unbounded variant, not of `mixer=dga` "
-        "as it is today.",
-        "",
     ]
     if missing:
         parts += [f"Experiments not run yet: {', '.join(missing)}.", ""]
@@ -564,6 +557,16 @@ def render(data_dir: Path = DATA_DIR, figure_dir: Path | None = None) -> str:
         "analysis/calibration.csv). No run here chose a setting.",
         load("bounded_defaults", data_dir),
     )
+    parts += [
+        "**Which DGA.** Every `dga`, `dga[...]` and `dga_dr` run in the sections after this one "
+        "used the rule that was then the default and is now `mixer=dga_unbounded`: raw dot "
+        "products of "
+        "unclipped gradients and a constant eta = 1. The default is now bounded (gradients "
+        "clipped to the training step's norm, eta following the learning-rate schedule; "
+        "docs/methods.md), so these verdicts speak of the unbounded variant, not of `mixer=dga` "
+        "as it is today.",
+        "",
+    ]
     regime = load("regime", data_dir)
     parts += regime_section(regime)
     for claim in CLAIMS:
