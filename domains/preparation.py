@@ -15,7 +15,7 @@ from pathlib import Path
 
 from domains.cache import build_once, stable_hash
 from domains.data import DomainData
-from domains.sources import fingerprint
+from domains.sources import ORIGIN_FIELD, fingerprint
 from domains.store import load_domain_data
 from domains.streaming import prepare_streaming
 from domains.text import EXECUTION_FIELDS, FORMAT, TextDataConfig, build_in_memory
@@ -54,15 +54,20 @@ def artifact_key(cfg: TextDataConfig, seq_len: int, cache_dir: Path) -> str:
     del config["tokens_per_domain"]  # applied at load time
     for name in EXECUTION_FIELDS:  # how the preparation runs, not what it produces
         del config["streaming"][name]
-    return stable_hash(
-        {
-            "format": FORMAT,
-            "seq_len": seq_len,
-            "config": config,
-            "generic": fingerprint(cfg),
-            "specialist": fingerprint(cfg.specialist),
-        }
-    )
+    key = {
+        "format": FORMAT,
+        "seq_len": seq_len,
+        "config": config,
+        "generic": fingerprint(cfg, "data"),
+        "specialist": fingerprint(cfg.specialist, "data.specialist"),
+    }
+    if cfg.source != "demo" and not cfg.streaming.enabled:
+        # Domains described by their documents' `source` field or file (before: by the folder of
+        # their ids), a change a cached preparation must not hide (embeddings and tokenizer are
+        # cached apart: little is redone). The demo corpus's descriptions did not change, nor
+        # did a streaming preparation's (it describes none).
+        key["origins"] = ORIGIN_FIELD
+    return stable_hash(key)
 
 
 def _check_config(cfg: TextDataConfig, seq_len: int) -> None:

@@ -3,7 +3,8 @@
 
 Every source yields `Document`s (an id, the text, and the record's other fields, which filters can
 test). Text sources fail loudly: a pattern that matches no file, a text field that does not exist,
-an unreadable file or an unreachable hub each raise an error naming the problem.
+an unreadable file or an unreachable hub each raise an error naming the problem, and the option
+(`data.specialist.paths`) where the caller says which source it is.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from domains.demo import demo_corpus, demo_version
 SOURCES = ("demo", "files", "hf", "mmlu")
 FILE_SUFFIXES = (".txt", ".jsonl", ".parquet")
 HUB_TIMEOUT_S = 5.0
+# A record's field naming where the document comes from (a corpus gathered from several sources
+# often has one): the origin that domain descriptions count (domains/describe.py).
+ORIGIN_FIELD = "source"
 
 
 @dataclass
@@ -75,6 +79,18 @@ class Document:
     id: str
     text: str
     fields: dict[str, Any] = field(default_factory=dict)
+    file: str | None = None  # the file it was read from (source=files)
+
+    @property
+    def origin(self) -> str:
+        """Where it comes from, as domain descriptions name it: its `source` field, else the name
+        of its file, else its id's folder (`bbc/tech` for `bbc/tech/064`)."""
+        value = self.fields.get(ORIGIN_FIELD)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+        if self.file is not None:
+            return Path(self.file).name
+        return self.id.rsplit("/", 1)[0] if "/" in self.id else self.id
 
 
 def read_documents(cfg: SourceConfig, cache_dir: Path) -> Iterator[Document]:
@@ -89,11 +105,12 @@ def read_documents(cfg: SourceConfig, cache_dir: Path) -> Iterator[Document]:
         yield doc
 
 
-def fingerprint(cfg: SourceConfig) -> dict:
-    """What identifies the source's content for the cache key (without reading all of it)."""
-    _check_source(cfg)
+def fingerprint(cfg: SourceConfig, option: str = "") -> dict:
+    """What identifies the source's content for the cache key (without reading all of it).
+    `option`: where the source is in the config (`data`, `data.specialist`), for the errors."""
+    _check_source(cfg, option)
     if cfg.source == "files":
-        return {"files": _stats(source_files(cfg))}
+        return {"files": _stats(source_files(cfg, option))}
     if cfg.source == "demo":
         return {"demo": demo_version(cfg.demo_scale)}
     if cfg.source == "mmlu":
@@ -123,11 +140,21 @@ def provenance(cfg: SourceConfig, cache_dir: Path) -> dict:
     return record
 
 
-def _check_source(cfg: SourceConfig) -> None:
+def _option(option: str, key: str) -> str:
+    """`data.specialist.paths` for key `paths` of the source at `option` (`paths` alone when
+    the caller did not say where the source is)."""
+    return f"{option}.{key}" if option else key
+
+
+def _check_source(cfg: SourceConfig, option: str = "") -> None:
+    source = _option(option, "source")
     if cfg.source not in SOURCES:
-        raise ValueError(f"unknown text source {cfg.source!r}; available: {list(SOURCES)}")
+        raise ValueError(f"unknown text source {cfg.source!r} ({source}); available: {SOURCES}")
     if cfg.source == "hf" and not cfg.name:
-        raise ValueError("source=hf needs `name`: a Hugging Face dataset name or local directory")
+        raise ValueError(
+            f"{source}=hf needs {_option(option, 'name')}: a Hugging Face dataset name or a "
+            "local directory"
+        )
 
 
 def _raw_documents(cfg: SourceConfig, cache_dir: Path) -> Iterator[Document]:
@@ -168,32 +195,44 @@ def read_part(cfg: SourceConfig, part: int, parts: int) -> Iterator[Document]:
 def _file_documents(path: Path, cfg: SourceConfig) -> Iterator[Document]:
     if path.suffix == ".txt":
         text = path.read_text(encoding="utf-8", errors="replace")
-        yield Document(str(path), text, {"path": str(path)})
+        yield Document(str(path), text, {"path": str(path)}, file=str(path))
     elif path.suffix == ".jsonl":
-        yield from _jsonl(path, cfg.text_field, cfg.id_field)
+        yield from _jsonl(path, cfg.text_field, cfg.id_field, file=str(path))
     else:
         yield from _parquet(path, cfg.text_field, cfg.id_field)
 
 
-def source_files(cfg: SourceConfig) -> list[Path]:
+def source_files(cfg: SourceConfig, option: str = "") -> list[Path]:
     """Every file the `paths` patterns match, sorted; each pattern must match something."""
+    paths = _option(option, "paths")
     if not cfg.paths:
-        raise ValueError("source=files needs `paths`: glob patterns of .txt, .jsonl or .parquet")
+        raise ValueError(
+            f"{paths} is empty: {_option(option, 'source')}=files reads the .txt, .jsonl or "
+            f".parquet files that its glob patterns match, e.g. '{paths}=[corpus/*.jsonl]'"
+        )
     found: set[Path] = set()
     for pattern in cfg.paths:
         matches = [Path(p) for p in glob.glob(os.path.expanduser(pattern), recursive=True)]
         files = [p.resolve() for p in matches if p.is_file()]
         if not files:
-            raise FileNotFoundError(f"no file matches {pattern!r} (from `paths`)")
+            where = "" if os.path.isabs(os.path.expanduser(pattern)) else f" in {Path.cwd()}"
+            raise FileNotFoundError(f"no file matches {pattern!r}{where} (from {paths})")
         unsupported = sorted(str(p) for p in files if p.suffix not in FILE_SUFFIXES)
         if unsupported:
-            raise ValueError(f"unsupported file type (use {list(FILE_SUFFIXES)}): {unsupported}")
+            raise ValueError(
+                f"unsupported file type in {paths} (use {list(FILE_SUFFIXES)}): {unsupported}"
+            )
         found.update(files)
     return sorted(found)
 
 
 def _record(
-    row: dict, text_field: str, id_field: str | None, default_id: str, location: str
+    row: dict,
+    text_field: str,
+    id_field: str | None,
+    default_id: str,
+    location: str,
+    file: str | None = None,
 ) -> Document:
     """A document from one record (a jsonl line, a parquet or dataset row at ``location``)."""
     for name in (text_field, id_field):
@@ -205,10 +244,14 @@ def _record(
     if not isinstance(text, str):
         raise ValueError(f"field {text_field!r} of {location} is {type(text).__name__}, not text")
     doc_id = default_id if id_field is None else str(row[id_field])
-    return Document(doc_id, text, {k: v for k, v in row.items() if k != text_field})
+    return Document(doc_id, text, {k: v for k, v in row.items() if k != text_field}, file)
 
 
-def _jsonl(path: Path, text_field: str, id_field: str | None) -> Iterator[Document]:
+def _jsonl(
+    path: Path, text_field: str, id_field: str | None, file: str | None = None
+) -> Iterator[Document]:
+    """The documents of a .jsonl file; `file`, its path, is kept in each (a user's documents are
+    named by their file; the demo corpus's by their ids)."""
     with open(path, encoding="utf-8") as f:
         for line_number, line in enumerate(f, start=1):
             if not line.strip():
@@ -220,7 +263,7 @@ def _jsonl(path: Path, text_field: str, id_field: str | None) -> Iterator[Docume
                 raise ValueError(f"{location} is not valid JSON: {error}") from None
             if not isinstance(row, dict):
                 raise ValueError(f"{location} is not a JSON object")
-            yield _record(row, text_field, id_field, location, location)
+            yield _record(row, text_field, id_field, location, location, file)
 
 
 def _parquet(path: Path, text_field: str, id_field: str | None) -> Iterator[Document]:
@@ -230,11 +273,11 @@ def _parquet(path: Path, text_field: str, id_field: str | None) -> Iterator[Docu
         for name in (text_field, id_field):
             if name is not None and name not in columns:
                 raise ValueError(f"parquet file {path} has no column {name!r} (columns: {columns})")
-        row_number = 0
+        row_number, file = 0, str(path)
         for batch in table.iter_batches(batch_size=1024):
             for row in batch.to_pylist():
                 location = f"row {row_number} of {path}"
-                yield _record(row, text_field, id_field, f"{path}:{row_number}", location)
+                yield _record(row, text_field, id_field, f"{path}:{row_number}", location, file)
                 row_number += 1
     except (pa.ArrowException, OSError) as error:
         raise ValueError(f"cannot read parquet file {path}: {error}") from error

@@ -22,6 +22,7 @@ An artifact folder holds:
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import BinaryIO
 
@@ -38,6 +39,8 @@ CLUSTERING_FILE = "clustering.npz"
 TARGET_DOMAIN_FILE = "specialist_train_domain.npy"
 TASK_FILE = "task.npz"
 SHARD_DIR = "shards"
+# Set to 1 to check every shard against its manifest's SHA-256 when it is loaded.
+VERIFY_ENV = "MIXBENCH_VERIFY_SHARDS"
 GENERIC_SHARDS = {"train": "generic.train", "heldout": "generic.heldout"}
 SPECIALIST_SHARDS = {"train": "specialist.train", "eval": "specialist.eval"}
 INDEX_SCHEMA = pa.schema(
@@ -126,8 +129,9 @@ def read_manifest(folder: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def load_shard(folder: Path, name: str, manifest: dict) -> np.ndarray:
-    """A shard as a read-only memmap, checked against the manifest's token count."""
+def load_shard(folder: Path, name: str, manifest: dict, verify: bool = False) -> np.ndarray:
+    """A shard as a read-only memmap, checked against the manifest's token count, and with
+    `verify` against its SHA-256 (which reads the whole shard)."""
     entry = manifest["shards"][name]
     path = shard_path(folder, name)
     dtype = np.dtype(entry["dtype"])
@@ -136,6 +140,11 @@ def load_shard(folder: Path, name: str, manifest: dict) -> np.ndarray:
         raise ValueError(
             f"{path} holds {max(size, 0)} bytes, the manifest says {entry['tokens']} tokens of "
             f"{dtype.name}: the artifact is damaged; delete {folder} to prepare it again"
+        )
+    if verify and "sha256" in entry and file_sha256(path) != entry["sha256"]:
+        raise ValueError(
+            f"{path} does not match the SHA-256 in its manifest: the artifact is damaged; "
+            f"delete {folder} to prepare it again"
         )
     if entry["tokens"] == 0:
         return np.zeros(0, dtype=dtype)
@@ -186,11 +195,19 @@ def domain_label(domain: dict) -> str:
     return f"{origins[0][0]}: {words}" if origins else words or domain["name"]
 
 
-def load_domain_data(folder: Path) -> DomainData:
+def load_domain_data(folder: Path, verify: bool | None = None) -> DomainData:
+    """The prepared domains in `folder`. Every shard's size is checked against the manifest;
+    its SHA-256 too with `verify` (default: when the environment sets
+    MIXBENCH_VERIFY_SHARDS=1), which reads every shard in full."""
+    if verify is None:
+        verify = os.environ.get(VERIFY_ENV, "0") not in ("", "0")
     manifest = read_manifest(folder)
     seq_len = manifest["seq_len"]
 
-    generic = {split: load_shard(folder, name, manifest) for split, name in GENERIC_SHARDS.items()}
+    def load(name: str) -> np.ndarray:
+        return load_shard(folder, name, manifest, verify)
+
+    generic = {split: load(name) for split, name in GENERIC_SHARDS.items()}
 
     def section(domain: dict, split: str) -> TokenSequences:
         start = domain[f"{split}_start"]
@@ -202,12 +219,8 @@ def load_domain_data(folder: Path) -> DomainData:
         names=[d["name"] for d in domains],
         train=[section(d, "train") for d in domains],
         heldout=[section(d, "heldout") for d in domains],
-        target_train=TokenSequences(
-            load_shard(folder, SPECIALIST_SHARDS["train"], manifest), seq_len
-        ),
-        target_eval=TokenSequences(
-            load_shard(folder, SPECIALIST_SHARDS["eval"], manifest), seq_len
-        ),
+        target_train=TokenSequences(load(SPECIALIST_SHARDS["train"]), seq_len),
+        target_eval=TokenSequences(load(SPECIALIST_SHARDS["eval"]), seq_len),
         vocab_size=manifest["vocab_size"],
         seq_len=seq_len,
         target_train_domain=np.load(folder / TARGET_DOMAIN_FILE),

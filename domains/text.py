@@ -159,6 +159,7 @@ class Chunk(NamedTuple):
     doc_id: str
     text: str
     doc_key: str  # its document's `content_key`: copies of the document under other ids share it
+    origin: str = ""  # its document's origin (`Document.origin`), counted in domain descriptions
 
 
 class _Timer:
@@ -245,7 +246,9 @@ def build_in_memory(
         )
         np.save(out / TARGET_DOMAIN_FILE, target_domain)
 
-    described = describe_domains(texts, [c.doc_id for c in chunks], domains, len(names))
+    described = describe_domains(
+        texts, [c.doc_id for c in chunks], [c.origin for c in chunks], domains, len(names)
+    )
     manifest = artifact_manifest(
         key=key,
         cfg=cfg,
@@ -435,7 +438,7 @@ def _generic_chunks(
     keyed = [(doc, content_key(doc.text)) for doc in docs]
     kept = [(doc, key) for doc, key in keyed if key not in exclude]
     pieces = [
-        Chunk(doc.id, piece, key)
+        Chunk(doc.id, piece, key, doc.origin)
         for doc, key in tqdm(kept, desc="chunking", unit="doc")
         for piece in chunk_text(doc.text, max_chars, min_chars)
     ]

@@ -11,9 +11,11 @@ plain Python types (models/lm.py), and a file that is not a mixbench checkpoint 
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -46,21 +48,51 @@ class KeepPreviousCheckpointIO(TorchCheckpointIO):
                 torch.save(checkpoint, f)
                 f.flush()
                 os.fsync(f.fileno())
-            if path.exists():
+            if _intact(path):  # an unreadable last.ckpt must not replace a good fallback
                 os.replace(path, path.with_name(PREVIOUS))
+            elif path.exists():
+                warnings.warn(
+                    f"{path} is unreadable; replacing it, keeping {PREVIOUS}", stacklevel=2
+                )
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as error:
             Path(tmp).unlink(missing_ok=True)
+            if _no_space(error):  # torch words it as "enforce fail at inline_container.cc..."
+                raise OSError(
+                    errno.ENOSPC, f"No space left on device: could not save checkpoint {path}"
+                ) from None
             raise
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
         return load_checkpoint(Path(path))
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """A mixbench checkpoint's contents (CPU tensors), or UnusableCheckpoint saying why not."""
+def _intact(path: Path) -> bool:
+    """Whether `path` is a whole checkpoint file: a zip archive (torch's format) with its
+    directory at the end, which a truncated file lacks. Reads the directory, not the tensors."""
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/data.pkl") for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def _no_space(error: BaseException | None) -> bool:
+    """Whether `error`, or an error it was raised from, says that the disk is full."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def load_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
+    """A mixbench checkpoint's contents (CPU tensors; with `mmap`, mapped from the file rather
+    than read), or UnusableCheckpoint saying why not."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as error:  # truncated zip, not a torch file, unsafe pickle...
         raise UnusableCheckpoint(
             f"{path} is unreadable ({type(error).__name__}: {error})"
@@ -68,6 +100,17 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(checkpoint, dict) or "mixbench" not in checkpoint:
         raise UnusableCheckpoint(f"{path} is not a mixbench checkpoint (no run state in it)")
     return checkpoint
+
+
+def check_resume_file(path: Path, mmap: bool = True) -> dict[str, Any]:
+    """The checkpoint `train.resume` names, or an error saying why it cannot be resumed from
+    (checked with the config, before any data is prepared: mapped, not read, by default)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"train.resume: no checkpoint at {path}")
+    try:
+        return load_checkpoint(path, mmap=mmap)
+    except UnusableCheckpoint as error:
+        raise UnusableCheckpoint(f"train.resume: {error}") from None
 
 
 def resume_checkpoint(resume: str | None, run_dir: Path) -> Resumable | None:
@@ -78,12 +121,7 @@ def resume_checkpoint(resume: str | None, run_dir: Path) -> Resumable | None:
         return None
     if resume != "auto":
         path = Path(resume)
-        if not path.is_file():
-            raise FileNotFoundError(f"train.resume: no checkpoint at {path}")
-        try:
-            return Resumable(path, load_checkpoint(path)["global_step"])
-        except UnusableCheckpoint as error:
-            raise UnusableCheckpoint(f"train.resume: {error}") from None
+        return Resumable(path, check_resume_file(path)["global_step"])
     folder = run_dir / "checkpoints"
     candidates = [folder / name for name in (LAST, PREVIOUS) if (folder / name).exists()]
     problems = []

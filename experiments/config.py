@@ -1,8 +1,9 @@
 """Structured configs: the schema every Hydra config is checked against.
 
 The primary schema types every node, and each option of the `data` and `mixer` groups extends its
-own schema (`conf/mixer/dga.yaml` starts from `dga_schema`), so a misspelt key or a value of the
-wrong type fails at composition time with a message naming it.
+own schema (`conf/mixer/dga.yaml` starts from `/schema/mixer/dga`), so a misspelt key or a value
+of the wrong type fails at composition time with a message naming it. The schemas live in groups
+of their own (`schema/mixer`, `schema/data`), so that they are not among a group's choices.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -49,6 +52,9 @@ class LoggerConfig:
     tags: list[str] = field(default_factory=list)
     # offline (default: written under the run directory, `wandb sync` later), online or disabled.
     mode: str = "offline"
+    # Nothing from W&B on the console (its files are still written); false: its banners and its
+    # run summary at the end.
+    quiet: bool = True
 
 
 @dataclass
@@ -113,7 +119,8 @@ AUTOMATIC_OPTIMIZATION_ONLY = {
 
 def check_config(cfg: DictConfig) -> None:
     """What the schemas' types cannot say, checked before any data is prepared: every group
-    instantiates (running the range checks of its schema) and the groups agree."""
+    instantiates (running the range checks of its schema), the groups agree, and a checkpoint
+    named by `train.resume` is one."""
     for group in ("data", "model", "mixer", "train"):
         OmegaConf.to_object(cfg[group])
     one_step = cfg.train.batch_size * cfg.model.context_length
@@ -137,6 +144,23 @@ def check_config(cfg: DictConfig) -> None:
                 f"trainer.{key} is not supported: the module takes its own optimizer step "
                 f"(manual optimization); {instead}"
             )
+    _check_static_weights(cfg)
+    resume = cfg.train.resume
+    if resume not in (None, "auto"):
+        # Imports Lightning, so only for this option; the file's tensors are mapped, not read.
+        from experiments.checkpoints import check_resume_file
+
+        check_resume_file(Path(resume))
+
+
+def _check_static_weights(cfg: DictConfig) -> None:
+    """Static weights, one per domain: synthetic data has exactly `data.num_domains` domains,
+    prepared text at most that many (clusters too small are merged)."""
+    if cfg.mixer.name != "static" or cfg.mixer.get("weights") is None:
+        return
+    given, k = len(cfg.mixer.weights), cfg.data.num_domains
+    if given > k or (cfg.data.source == "synthetic" and given != k):
+        raise ValueError(f"mixer.weights has {given} weights for data.num_domains={k} domains")
 
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -196,14 +220,68 @@ def check_not_pipeline(cfg: DictConfig) -> None:
         )
 
 
-def run_dirname(overrides: str, max_length: int = 120) -> str:
-    """A sweep job's directory name: its overrides (stable when the sweep is re-run or extended),
-    shortened with a hash when they would make an unwieldy or over-long file name."""
-    overrides = overrides.replace("/", "_")
-    if len(overrides) <= max_length:
-        return overrides or "default"
-    digest = hashlib.sha1(overrides.encode()).hexdigest()[:12]
-    return f"{overrides[: max_length - 13]}-{digest}"
+# Where a sweep's process keeps the keys it sweeps, for its jobs (`run_dirname`), in this
+# process or in a launcher's workers, which inherit the environment.
+SWEPT_KEYS = "MIXBENCH_SWEPT_KEYS"
+
+
+class SweptKeys(Callback):
+    """A Hydra callback (conf/train.yaml) that, as a sweep starts, records the keys it sweeps:
+    those of the experiment's `hydra.sweeper.params` and those swept on the command line."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        swept = set(config.hydra.sweeper.get("params") or {})
+        for override in OverridesParser.create().parse_overrides(list(config.hydra.overrides.task)):
+            if override.is_sweep_override():
+                swept.add(override.key_or_group)
+        os.environ[SWEPT_KEYS] = json.dumps(sorted(swept))
+
+
+def _names_the_run(key: str) -> bool:
+    """Whether an override of `key` names a sweep job's directory whether or not it is swept:
+    the mixer, its options (which make a mixer variant, as in `mixer_label`), and the seed."""
+    return key in ("mixer", "seed") or key.startswith("mixer.")
+
+
+def run_dirname(task_overrides: list[str], _root_: DictConfig) -> str:
+    """A sweep job's directory name (`hydra.sweep.subdir`): its overrides of what varies in the
+    sweep, i.e. of the options swept on the command line (`seed=0,1,2`) or by the experiment
+    (`hydra.sweeper.params`), and of the mixer, its options and the seed, written as Hydra's
+    `override_dirname` writes them: `data.num_domains=64,mixer=dga,seed=1`. The other options
+    the sweep sets (`data.paths=[...]`, `trainer=gpu`) are left out: the sweep's directory
+    (`name`) stands for them. The same sweep command, re-run or extended by more values, gives
+    its jobs the same names, so completed runs are found and skipped; so does one run for
+    another mixer variant (`mixer=dga mixer.eta=3`, then `mixer.eta=10`). A job's directory
+    named by all its overrides (the rule before this one) is kept where it exists."""
+    hydra = _root_.hydra
+    excluded = set(hydra.job.config.override_dirname.exclude_keys)
+    overrides = [
+        o
+        for o in OverridesParser.create().parse_overrides([str(o) for o in task_overrides])
+        if o.key_or_group not in excluded
+    ]
+    sweep_dir = Path(hydra.sweep.dir)
+    swept = json.loads(os.environ[SWEPT_KEYS]) if SWEPT_KEYS in os.environ else None
+    name = shorten_dirname(
+        ",".join(
+            sorted(
+                o.input_line
+                for o in overrides
+                if swept is None or o.key_or_group in swept or _names_the_run(o.key_or_group)
+            )
+        )
+    )
+    legacy = shorten_dirname(",".join(sorted(o.input_line for o in overrides)))
+    return legacy if legacy != name and (sweep_dir / legacy).is_dir() else name
+
+
+def shorten_dirname(name: str, max_length: int = 120) -> str:
+    """`name` as a file name: no `/`, and shortened with a hash when it would be over-long."""
+    name = name.replace("/", "_")
+    if len(name) <= max_length:
+        return name or "default"
+    digest = hashlib.sha1(name.encode()).hexdigest()[:12]
+    return f"{name[: max_length - 13]}-{digest}"
 
 
 def register_configs() -> None:
@@ -212,6 +290,6 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     for name, schema in DATA_SCHEMAS.items():
-        cs.store(group="data", name=f"{name}_schema", node=schema)
+        cs.store(group="schema/data", name=name, node=schema)
     for name, (_, schema) in MIXERS.items():
-        cs.store(group="mixer", name=f"{name}_schema", node=schema)
+        cs.store(group="schema/mixer", name=name, node=schema)

@@ -11,6 +11,7 @@ prepares automatically too; this is for doing it ahead of time and looking at th
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import hydra
@@ -20,12 +21,15 @@ from rich.table import Table
 
 from domains.preparation import prepare
 from domains.store import read_manifest
+from experiments.cli import reported_errors, run_app
 from experiments.config import check_config, register_configs
+from experiments.progress import readable_progress
 
 log = logging.getLogger(__name__)
 register_configs()
 
 
+LOG_WIDTH = 200
 # Domains shown in the summary table (the paper's counts run to thousands; the manifest has all).
 MAX_ROWS = 64
 MAX_MERGES_SHOWN = 10
@@ -61,7 +65,8 @@ def summary_table(manifest: dict) -> Table:
 
 
 def print_summary(folder: Path, console: Console | None = None) -> None:
-    console = console or Console()
+    # In a log file (not a terminal) rich would wrap the table at 80 columns.
+    console = console or Console(width=None if sys.stdout.isatty() else LOG_WIDTH)
     manifest = read_manifest(folder)
     generic, specialist = manifest["generic"], manifest["specialist"]
     console.print(summary_table(manifest))
@@ -103,8 +108,9 @@ def run(cfg: DictConfig, console: Console | None = None) -> Path | None:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> None:
-    run(cfg)
+    with reported_errors(), readable_progress():
+        run(cfg)
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

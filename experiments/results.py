@@ -2,8 +2,9 @@
 experiments/train.py and read by analysis/) and the weight trajectory.
 
 `results.json` is written when a run starts (status "running"), and rewritten when it ends as
-"completed", "preempted" or "failed" (with the error), always atomically, so a reader never sees
-half a file and a killed run still shows up as unfinished.
+"completed", "diverged" (final losses not finite), "preempted" or "failed" (with the error),
+always atomically, so a reader never sees half a file and a killed run still shows up as
+unfinished.
 """
 
 from __future__ import annotations
@@ -30,8 +31,11 @@ class RunRecord:
     """Everything results.json holds. Fields a run has not reached yet (or an older record does
     not have) keep their defaults: NaN for numbers, None or empty for the rest."""
 
-    status: str = "unknown"  # running, completed, preempted or failed
-    error: dict | str | None = None  # {"type", "message", "traceback"} of a failed run
+    status: str = "unknown"  # running, completed, diverged, preempted or failed
+    # {"type", "message", "traceback"} of a failed run; what a diverged run's losses did.
+    error: dict | str | None = None
+    # A diverged run (final losses not finite): its first training step with a non-finite loss.
+    diverged_step: int | None = None
     run_dir: str | None = None
     mixer: str = "?"
     # The mixer and the options it was given that differ from `mixer=<name>`'s defaults, e.g.

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import secrets
+import signal
 import time
 import traceback
 from pathlib import Path
@@ -25,6 +26,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from domains.loading import load_data
@@ -33,6 +35,7 @@ from experiments.checkpoints import (
     KeepPreviousCheckpointIO,
     resume_checkpoint,
 )
+from experiments.cli import reported_errors, run_app
 from experiments.config import (
     check_config,
     check_not_pipeline,
@@ -41,8 +44,8 @@ from experiments.config import (
 )
 from experiments.preemption import SaveOnSignal
 from experiments.profiler import NoProfiler
-from experiments.progress import ProgressBar
-from experiments.quiet import quiet_lightning
+from experiments.progress import progress_bar, readable_progress
+from experiments.quiet import quiet_lightning, wandb_settings
 from experiments.reference import load_reference, reference_record
 from experiments.results import (
     METRICS_FILE,
@@ -53,6 +56,7 @@ from experiments.results import (
     write_record,
     write_trajectory,
 )
+from experiments.runlock import lock_holder, lock_run_dir
 from mixers import MIXERS, build_mixer
 from mixers.collapse import collapsed
 from mixers.static import MIXTURE_FILE, write_mixture_file
@@ -64,7 +68,7 @@ register_configs()
 quiet_lightning()
 
 
-def _wandb_logger(cfg: DictConfig, run_dir: Path) -> WandbLogger:
+def _wandb_logger(cfg: DictConfig, run_dir: Path, domain_labels: dict[str, str]) -> WandbLogger:
     mode = cfg.logger.mode
     if mode not in ("offline", "online", "disabled"):
         raise ValueError(f"logger.mode must be offline, online or disabled, got {mode!r}")
@@ -95,7 +99,9 @@ def _wandb_logger(cfg: DictConfig, run_dir: Path) -> WandbLogger:
         mode=mode,
         save_dir=str(run_dir),
         name=run_dir.name,
-        config=OmegaConf.to_container(cfg, resolve=True),
+        # The domains' descriptions: the metrics and weights name them domain_00, domain_01...
+        config={**OmegaConf.to_container(cfg, resolve=True), "domain_labels": domain_labels},
+        settings=wandb_settings(cfg.logger.quiet),
     )
 
 
@@ -115,11 +121,23 @@ def _wandb_run_id(run_dir: Path) -> str:
     return run_id
 
 
+def _wandb_summary(metrics: dict[str, float], domain_labels: dict[str, str]) -> dict[str, float]:
+    """The final metrics for the W&B run summary, a domain's loss named with its description
+    (`final/val/domain/domain_03 (bbc/tech: mobile, phone, users)`)."""
+    summary = {}
+    for key, value in metrics.items():
+        name = key.rsplit("/", 1)[-1]
+        label = domain_labels.get(name, name)
+        summary[f"final/{key}" + (f" ({label})" if label != name else "")] = value
+    return summary
+
+
 def _carry_over_metrics(csv_logger: CSVLogger, resumed_step: int) -> None:
     """Keep the metric history of a resumed run.
 
     Lightning's CSV logger deletes an existing metrics.csv, so the rows logged before the
-    checkpoint are read first and logged again (rows after it are re-created by the resumed run).
+    checkpoint are read first and logged again, and written at once (rows after it are
+    re-created by the resumed run).
     """
     path = Path(csv_logger.log_dir) / METRICS_FILE
     if not path.exists():
@@ -132,6 +150,7 @@ def _carry_over_metrics(csv_logger: CSVLogger, resumed_step: int) -> None:
             csv_logger.experiment.log_metrics(
                 {key: float(value) for key, value in row.items() if value != ""}, step
             )
+    csv_logger.experiment.save()
 
 
 def _named(names: list[str], values) -> dict[str, float]:
@@ -215,7 +234,8 @@ def _completed_run(cfg: DictConfig, run_dir: Path) -> RunRecord | None:
             f"{run_dir} holds a run with a different config; give this run another "
             "directory (e.g. another `name=`) or delete the old one"
         )
-    return previous if previous.status == "completed" else None
+    # A diverged run diverges again: it is as finished as a completed one.
+    return previous if previous.status in ("completed", "diverged") else None
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict:
@@ -224,7 +244,26 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
     With `train.resume=auto` (the default), a run whose directory already holds a completed run of
     the same config is not redone, and an unfinished one continues from its last checkpoint.
+    A run directory that another process is training (experiments/runlock.py) is skipped: its
+    record as it stands is returned.
     """
+    if rank_zero_only.rank != 0:  # rank 0 holds the lock for all ranks
+        return _train(cfg, run_dir)
+    lock = lock_run_dir(run_dir)
+    if lock is None:
+        log.warning(
+            "%s is being trained by another process (pid %s); skipping it",
+            run_dir,
+            lock_holder(run_dir),
+        )
+        if (run_dir / RESULTS_FILE).exists():
+            return read_record(run_dir).to_dict()
+        return RunRecord(status="running", run_dir=str(run_dir)).to_dict()
+    with lock:
+        return _train(cfg, run_dir)
+
+
+def _train(cfg: DictConfig, run_dir: Path) -> dict:
     # Again here: a parallel sweep's workers (joblib's loky) receive this module's functions by
     # value when it runs as __main__, without running its module-level code.
     quiet_lightning()
@@ -234,7 +273,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         cfg = _with_reference(cfg, run_dir)
     done = _completed_run(cfg, run_dir)
     if done is not None:
-        log.info("%s already completed; skipping", run_dir)
+        log.info("%s already %s; skipping", run_dir, done.status)
         return done.to_dict()
     if MIXERS[cfg.mixer.name][0].needs_reference:
         reference_record(cfg.mixer.reference)  # a wrong directory fails before any data is loaded
@@ -253,6 +292,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     lm = None
     loggers = []
     on_signal = SaveOnSignal(run_dir / "checkpoints" / LAST)
+    on_signal.install()  # from now on a signal stops the run cleanly, whatever it is doing
     try:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         model_cfg = OmegaConf.to_object(cfg.model)
@@ -276,12 +316,15 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
         resumable = resume_checkpoint(cfg.train.resume, run_dir)
         checkpoint = resumable.path if resumable else None
-        csv_logger = CSVLogger(save_dir=str(run_dir), name="", version="")
+        # Every row goes to disk as it is logged: a killed run keeps its metric history.
+        csv_logger = CSVLogger(
+            save_dir=str(run_dir), name="", version="", flush_logs_every_n_steps=1
+        )
         if resumable is not None:
             _carry_over_metrics(csv_logger, resumable.step)
         loggers = [csv_logger]
         if cfg.logger.wandb and cfg.logger.mode != "disabled":
-            loggers.append(_wandb_logger(cfg, run_dir))
+            loggers.append(_wandb_logger(cfg, run_dir, data.domain_labels()))
         plugins = [KeepPreviousCheckpointIO()]
         if (
             SLURMEnvironment.detect()
@@ -303,7 +346,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                     # Always last.ckpt (not last-v1.ckpt beside a copied-in last.ckpt).
                     enable_version_counter=False,
                 ),
-                ProgressBar(),
+                progress_bar(),
             ],
             log_every_n_steps=cfg.train.log_every,
             num_sanity_val_steps=0,
@@ -335,7 +378,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         trainer.fit(lm, ckpt_path=checkpoint, weights_only=True)
         if on_signal.preempted:
             log.warning(
-                "Stopped by a signal at step %d; saved %s", lm.global_step, on_signal.checkpoint
+                "Stopped by a signal at step %d; a re-run continues from there", lm.global_step
             )
             record.status = "preempted"
         else:
@@ -346,6 +389,18 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                 # the full state a resume needs, not the weights alone.
                 trainer.save_checkpoint(run_dir / "checkpoints" / LAST, weights_only=False)
             record.status = "completed"
+            diverged_step = _diverged_step(lm)
+            if diverged_step is not None:  # listed with the problem runs, never ranked
+                record.status, record.diverged_step = "diverged", diverged_step
+                record.error = {
+                    "type": "Diverged",
+                    "message": f"the loss is not finite from step {diverged_step} on",
+                    "traceback": None,
+                }
+                log.warning("%s diverged: %s", run_dir, record.error["message"])
+    except SIGTERMException:  # Lightning's SIGTERM handler, in place for a moment: a SystemExit
+        on_signal.caught = on_signal.caught or signal.SIGTERM
+        record.status = "preempted"
     except Exception as error:
         record.status = "failed"
         record.error = {
@@ -366,12 +421,25 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             write_record(run_dir, record)
         for logger in loggers:
             if isinstance(logger, WandbLogger) and lm is not None:
-                summary = {f"final/{k}": v for k, v in (lm.last_metrics or {}).items()}
+                summary = _wandb_summary(lm.last_metrics or {}, lm.data.domain_labels())
                 logger.experiment.summary.update({**summary, "mixer_label": record.mixer_label})
                 logger.experiment.finish()
+        on_signal.restore()
     if on_signal.preempted:
         on_signal.hand_on()
     return record.to_dict()
+
+
+def _diverged_step(lm: MixtureLM) -> int | None:
+    """The step from which a run whose final losses are not finite diverged: its first
+    training step with a non-finite loss, or the last step when only the evaluation was not
+    finite; None for a run whose final losses are finite."""
+    final = lm.last_metrics or {}
+    losses = [final.get("val/target_loss", math.nan), final.get("val/generic_loss", math.nan)]
+    if all(math.isfinite(loss) for loss in losses):
+        return None
+    step = lm.first_nonfinite_step
+    return lm.global_step if step is None else step
 
 
 def _write_mixture_file(run_dir: Path, record: RunRecord) -> None:
@@ -452,10 +520,11 @@ def _run_summary(lm: MixtureLM) -> dict:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    record = train(cfg, run_dir)
+    with reported_errors(), readable_progress():
+        record = train(cfg, run_dir)
     log.info("results: %s", run_dir / RESULTS_FILE)
-    return record["metrics_final"]["val/target_loss"]
+    return (record["metrics_final"] or {}).get("val/target_loss", math.nan)
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

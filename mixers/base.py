@@ -14,6 +14,10 @@ reweighting, p basis distributions over the domains) and may
   per-token losses from the training forward pass and, for a mixer that `needs_reference`, the
   reference model's per-token losses of the same tokens; DoGE and DoReMi train on the
   alpha-weighted loss, and DoReMi moves its weights there, on the step's own batch);
+- form the step's parameter gradient itself (`step_gradient`, DoGE): an update handed
+  `UpdateContext.training_sequence_loss` may turn the gradients it took on the step's own
+  training batch into that step's gradient, and the training step then runs no forward or
+  backward pass of its own;
 - watch each step's per-domain training losses (`observe_training_losses`; ODM's bandit reward);
 - say which mixture over the domains a fresh model should be trained on to reuse its choice
   (`mixture`: what the static mixer reads back from a run's results);
@@ -79,10 +83,28 @@ class UpdateContext:
     # eval mode; forward FLOPs counted as the mixer's, tokens as probe tokens (Aioli).
     heldout_losses: Callable[[int], np.ndarray]
     specialist_train_loss: Callable[[int], float]
+    # `sequence_loss` for passes over this step's training batch (`training_batch`) whose
+    # gradients the mixer turns into the step's own parameter gradient (`Mixer.step_gradient`):
+    # they are the training step's passes, whose FLOPs are counted as training by the batch's
+    # tokens, so they are not counted again. None where the training step cannot take a gradient
+    # from the mixer (fp16 loss scaling); a mixer then uses `sequence_loss` and `training_loss`.
+    training_sequence_loss: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 def _one_process(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
+
+
+@dataclass
+class StepGradient:
+    """A training step's gradient formed by the mixer in its update (`Mixer.step_gradient`)."""
+
+    # The step's training loss as `training_loss` would report it (a scalar, no gradient).
+    loss: torch.Tensor
+    # The gradient of that step's training objective for each of `parameters` (the model's
+    # trainable parameters), identical on every rank (averaged with `all_reduce_mean`).
+    parameters: list[nn.Parameter]
+    gradients: list[torch.Tensor]
 
 
 @dataclass
@@ -200,6 +222,16 @@ class Mixer:
         """After training step `step` (when `observes_training_losses`): each domain's mean
         training loss in it, averaged over ranks, and which domains the step held. A mixer may
         move its weights here; the next step is drawn with them."""
+
+    def step_gradient(self) -> StepGradient | None:
+        """Called right after an update: the step's parameter gradient if the update formed it
+        from the gradients it took on the step's own training batch with
+        `UpdateContext.training_sequence_loss` (handed over once, then forgotten). The training
+        step then sets it as the parameters' gradient and runs no forward or backward pass of
+        its own: `training_loss` is not called that step, so a mixer that moves its weights
+        there, `observes_training_losses` or `needs_reference` must not form it. The optimizer
+        step (gradient clipping to train.grad_clip included) is the same. None by default."""
+        return None
 
     def training_loss(self, batch: TrainingBatch) -> torch.Tensor:
         """The loss the model is trained on, from the step's per-token losses and their domains.

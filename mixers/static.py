@@ -46,6 +46,12 @@ class StaticConfig(MixerConfig):
     def __post_init__(self) -> None:
         if (self.weights is None) == (self.path is None):
             raise ValueError("the static mixer needs exactly one of mixer.weights and mixer.path")
+        if self.weights is not None:
+            weights = np.asarray(self.weights, dtype=np.float64)
+            if not (np.isfinite(weights).all() and (weights >= 0).all() and weights.sum() > 0):
+                raise ValueError(
+                    f"mixer.weights must be finite, >= 0 and not all zero, got {list(self.weights)}"
+                )
 
 
 def write_mixture_file(path: Path, mixtures: dict[str, dict[str, float]], flops: int) -> None:

@@ -11,11 +11,15 @@ training FLOPs per token for each token, and every backward pass through those l
 autograd hook on them) adds the other two thirds, and so does every forward pass of the losses on
 fixed sets (`heldout_losses`, `specialist_train_loss`: a third). Training steps are counted apart
 (`train_flops`). A reference model's forward passes over the training batch (DoReMi,
-`reference_losses`) add a third of the reference model's training FLOPs per token.
+`reference_losses`) add a third of the reference model's training FLOPs per token. Passes over
+the training batch whose gradients a mixer turns into the step's own (DoGE, through the
+context's `training_sequence_loss`) replace the step's forward and backward: they are the
+training FLOPs of the batch's tokens, already in `train_flops`, and are not counted again.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -198,9 +202,12 @@ class MixtureBatches:
         training_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]],
         all_reduce_mean: Callable[[torch.Tensor], torch.Tensor],
         device=None,
+        step_gradient_allowed: bool = False,
     ) -> UpdateContext:
         """What a mixer sees at an update: the model, counted losses, probe and specialist draws
-        on this object's streams, and the step's training batch (drawn when first asked for)."""
+        on this object's streams, and the step's training batch (drawn when first asked for);
+        with `step_gradient_allowed` (the training step takes a gradient the mixer forms), the
+        uncounted `training_sequence_loss` for the passes over that batch."""
         return UpdateContext(
             step=step,
             lr=lr,
@@ -213,6 +220,9 @@ class MixtureBatches:
             all_reduce_mean=all_reduce_mean,
             heldout_losses=lambda n: self.heldout_losses(model, n, device),
             specialist_train_loss=lambda n: self.specialist_train_loss(model, n, device),
+            training_sequence_loss=(
+                functools.partial(sequence_loss, model) if step_gradient_allowed else None
+            ),
         )
 
     def state_dict(self) -> dict:

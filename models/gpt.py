@@ -23,6 +23,18 @@ class GPTConfig:
     # None: taken from the data's tokenizer when the model is built.
     vocab_size: int | None = None
 
+    def __post_init__(self) -> None:
+        """Range checks, run when the config is composed (experiments/config.py check_config)."""
+        for name in ("n_layer", "n_head", "d_model", "context_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"model.{name} must be at least 1, got {getattr(self, name)}")
+        if self.d_model % self.n_head:
+            raise ValueError(
+                f"model.d_model={self.d_model} is not divisible by model.n_head={self.n_head}"
+            )
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
+
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig):

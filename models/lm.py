@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from domains.data import DomainData
-from mixers.base import Mixer, TrainingBatch
+from mixers.base import Mixer, StepGradient, TrainingBatch
 from mixers.collapse import weight_entropy
 from models.batches import MixtureBatches, ReferenceModel
 from models.gpt import GPT, GPTConfig, sequence_loss, token_losses
@@ -139,7 +139,9 @@ class MixtureLM(L.LightningModule):
             self, "training_model", torch.compile(self.model) if train_cfg.compile else self.model
         )
         # Seconds spent in training steps (mixer updates included, validation not), and in
-        # mixer updates alone: their ratio is a mixer's wall-clock overhead within this run.
+        # mixer updates alone: their ratio is a mixer's wall-clock overhead within this run
+        # (for a mixer that forms the step's gradient in its update, DoGE, the update holds the
+        # step's own forward and backward passes too).
         self.train_seconds = 0.0
         self.mixer_seconds = 0.0
         # (step, weights): the weights in force from that step on, recorded after each update.
@@ -149,6 +151,9 @@ class MixtureLM(L.LightningModule):
         self.last_validated_step = -1
         # The step of the last checkpoint saved (-1: none yet in this process).
         self.saved_step = -1
+        # The first training step whose loss was not finite (see first_nonfinite_step).
+        self._nonfinite_step: int | None = None
+        self._finite: torch.Tensor | None = None
         # Per-rank final mixer weights and domain epochs, [world_size, n] (see on_train_end).
         self.rank_weights: np.ndarray | None = None
         self.rank_epochs: np.ndarray | None = None
@@ -234,11 +239,19 @@ class MixtureLM(L.LightningModule):
             training_batch,
             self._all_reduce_mean,
             self.device,
+            step_gradient_allowed=self._takes_step_gradient(),
         )
         with torch.autocast(self.device.type, enabled=False):
             logs = self.mixer.update(ctx)
         self.mixer_seconds += time.perf_counter() - started
         return logs
+
+    def _takes_step_gradient(self) -> bool:
+        """Whether a step can take its gradient from the mixer (`Mixer.step_gradient`): not
+        under fp16 loss scaling, whose scaler expects the gradient of the scaled loss."""
+        if self._trainer is None:  # outside a Trainer (benchmarks): full precision
+            return True
+        return getattr(self.trainer.precision_plugin, "scaler", None) is None
 
     # --- training -----------------------------------------------------------------------------
 
@@ -270,13 +283,37 @@ class MixtureLM(L.LightningModule):
             logger.log_metrics(metrics, step)
 
     def training_step(self, _step: int, batch_idx: int) -> torch.Tensor:
-        loss = self.mixture_loss()
+        loss, formed = self.mixture_loss()
         optimizer = self.optimizers()
         optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
+        if formed is None:
+            self.manual_backward(loss)
+        else:  # the mixer's update already took this gradient on the step's batch
+            for p, grad in zip(formed.parameters, formed.gradients, strict=True):
+                p.grad = grad
         optimizer.step()  # clips the gradients first: on_before_optimizer_step
         self.lr_schedulers().step()
+        self._count_finite(loss)
         return loss
+
+    def on_train_start(self) -> None:
+        # Finite losses are counted on the device: reading every step's loss would make each
+        # step wait for it (on a GPU).
+        self._first_step = self.global_step
+        self._finite = torch.ones((), dtype=torch.bool, device=self.device)
+        self._finite_steps = torch.zeros((), dtype=torch.int64, device=self.device)
+
+    def _count_finite(self, loss: torch.Tensor) -> None:
+        if self._finite is not None:
+            self._finite &= torch.isfinite(loss.detach())
+            self._finite_steps += self._finite
+
+    @property
+    def first_nonfinite_step(self) -> int | None:
+        """The first training step whose loss was NaN or infinite (None: every loss was finite)."""
+        if self._nonfinite_step is None and self._finite is not None and not self._finite:
+            self._nonfinite_step = self._first_step + int(self._finite_steps)
+        return self._nonfinite_step
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Gradients are clipped here, inside `optimizer.step()`: under fp16 mixed precision the
@@ -284,9 +321,10 @@ class MixtureLM(L.LightningModule):
         clip at a threshold thousands of times too low."""
         self.clip_gradients(optimizer, self.train_cfg.grad_clip, "norm")
 
-    def mixture_loss(self) -> torch.Tensor:
+    def mixture_loss(self) -> tuple[torch.Tensor, StepGradient | None]:
         """This step's training loss: the mixer updated if due, a batch drawn with its weights,
-        and the loss the mixer makes of it."""
+        and the loss the mixer makes of it; or, if the update formed the step's gradient
+        (`Mixer.step_gradient`), the loss it reports and that gradient, with no pass here."""
         step = self.global_step
 
         @functools.cache  # drawn once per step, with the weights in force when first asked for
@@ -300,6 +338,10 @@ class MixtureLM(L.LightningModule):
         if updated or not self.trajectory:
             self.trajectory.append((step, self.mixer.weights.tolist()))
         tokens, domains = training_batch()
+        formed = self.mixer.step_gradient() if updated else None
+        if formed is not None:
+            self.mixer.observe_step()
+            return formed.loss, formed
         batch = TrainingBatch(
             step=step,
             tokens=tokens,
@@ -320,7 +362,7 @@ class MixtureLM(L.LightningModule):
         self.mixer.observe_step()
         if self.mixer.observes_training_losses:
             self._show_training_losses(step, batch.sequence_losses.detach(), domains)
-        return loss
+        return loss, None
 
     def _reference_losses(self, tokens: torch.Tensor):
         """The reference model's per-token losses of `tokens`, computed (and counted) once, on
@@ -408,14 +450,17 @@ class MixtureLM(L.LightningModule):
     # --- checkpoints --------------------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """The run's own state, in plain Python types (loadable with weights_only=True)."""
+        """The run's own state, in plain Python types and tensors (loadable with
+        weights_only=True). Called on every rank; rank 0 writes the file, so each rank's own
+        random state (its samplers draw different sequences) is gathered into it."""
         checkpoint["mixbench"] = {
             "mixer": self.mixer.state_dict(),
-            "batches": self.batches.state_dict(),
+            "ranks": self._gather_objects(self._rank_state()),
             "train_seconds": self.train_seconds,
             "mixer_seconds": self.mixer_seconds,
             "trajectory": [[step, weights] for step, weights in self.trajectory],
             "initial_metrics": self.initial_metrics,
+            "nonfinite_step": self.first_nonfinite_step,
         }
         self.saved_step = self.global_step
 
@@ -424,11 +469,46 @@ class MixtureLM(L.LightningModule):
         state = checkpoint["mixbench"]
         self.setup("fit")
         self.mixer.load_state_dict(state["mixer"])
-        self.batches.load_state_dict(state["batches"])
+        self._load_rank_state(state)
         self.train_seconds = state["train_seconds"]
         self.mixer_seconds = state["mixer_seconds"]
         self.trajectory = [(step, list(weights)) for step, weights in state["trajectory"]]
         self.initial_metrics = state["initial_metrics"]
+        self._nonfinite_step = state.get("nonfinite_step")
+
+    def _rank_state(self) -> dict:
+        """What differs between ranks: the samplers' random state and torch's (dropout)."""
+        state = {"batches": self.batches.state_dict(), "torch_rng": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def _load_rank_state(self, state: dict) -> None:
+        ranks = state.get("ranks")
+        if ranks is None:  # saved before each rank's state was kept: rank 0's only
+            self.batches.load_state_dict(state["batches"])
+            return
+        if len(ranks) != self.world_size:
+            raise ValueError(
+                f"the checkpoint was saved by {len(ranks)} processes and this run has "
+                f"{self.world_size}: a resumed run continues exactly only with as many processes "
+                "(trainer.devices x trainer.num_nodes) as it started with"
+            )
+        mine = ranks[self.global_rank]
+        self.batches.load_state_dict(mine["batches"])
+        torch.set_rng_state(mine["torch_rng"])
+        # Loaded before the module is moved to its device: the device it will train on.
+        device = self.trainer.strategy.root_device if self._trainer else self.device
+        if device.type == "cuda" and "cuda_rng" in mine:
+            torch.cuda.set_rng_state(mine["cuda_rng"], device)
+
+    def _gather_objects(self, value: object) -> list:
+        """`value` of every rank, in rank order (a list of one outside a multi-process run)."""
+        if self.world_size == 1 or not torch.distributed.is_initialized():
+            return [value]
+        gathered = [None] * self.world_size
+        torch.distributed.all_gather_object(gathered, value)
+        return gathered
 
 
 def _count_steps_as_manual(checkpoint: dict) -> None:

@@ -3,6 +3,7 @@ checking a config (experiments/config.py) does not import Lightning."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -31,3 +32,16 @@ class TrainConfig:
     # "auto": continue from the run directory's last checkpoint if there is one (and skip a run
     # that already completed there); None: always start fresh; else a checkpoint path.
     resume: str | None = "auto"
+
+    def __post_init__(self) -> None:
+        """Range checks, run when the config is composed (experiments/config.py check_config)."""
+        at_least_one = ("batch_size", "eval_every", "checkpoint_every", "eval_sequences_per_domain")
+        for name in at_least_one:
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 < self.lr < math.inf:
+            raise ValueError(f"train.lr must be a finite number > 0, got {self.lr}")
+        if self.log_every < 0:
+            raise ValueError(
+                f"train.log_every must be >= 0 (0: no training metrics), got {self.log_every}"
+            )

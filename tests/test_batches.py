@@ -81,7 +81,8 @@ def test_dga_update_scores_match_gradients_of_the_rows_it_drew(data):
         return captured["probe"][-1]
 
     ctx.specialist, ctx.probe = capture_specialist, capture_probe
-    mixer = build_mixer(DGAConfig(probe_batch=4, specialist_batch=8), data.mixer_view())
+    cfg = DGAConfig(probe_batch=4, specialist_batch=8, grad_clip=None)  # raw gradients
+    mixer = build_mixer(cfg, data.mixer_view())
     logs = mixer.update(ctx)
 
     (rows_s,) = captured["specialist"]

@@ -84,7 +84,7 @@ def write_corpus(path: Path) -> list[dict]:
         for i in range(DOCS_PER_TOPIC):
             body = [rng.choice(sentences) for _ in range(rng.randint(6, 10))]
             text = "\n".join([marker(topic, i), *body])
-            rows.append({"id": f"{topic}/{i:03d}", "topic": topic, "text": text})
+            rows.append({"id": f"{topic}/{i:03d}", "topic": topic, "source": topic, "text": text})
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return rows
 
@@ -360,7 +360,12 @@ BAD_INPUTS = {
     "missing files": (
         ["data.paths=['{root}/nowhere/*.jsonl']"],
         FileNotFoundError,
-        "no file matches",
+        r"no file matches .* \(from data\.paths\)",
+    ),
+    "no specialist files": (
+        ["data.specialist.paths=[]"],
+        ValueError,
+        r"data\.specialist\.paths is empty",
     ),
     "empty source": (["data.paths=['{root}/empty.txt']"], ValueError, "yielded no documents"),
     "missing text field": (["data.text_field=body"], ValueError, "no field 'body'"),

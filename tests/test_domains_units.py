@@ -19,7 +19,7 @@ from domains.chunking import chunk_text
 from domains.cluster import Clustering, fit_clustering, merge_small_domains
 from domains.data import TokenSequences
 from domains.embed import Embedder, EmbeddingConfig
-from domains.sources import SourceConfig, read_documents, read_part
+from domains.sources import Document, SourceConfig, read_documents, read_part, source_files
 from domains.store import pack
 from domains.text import Chunk, TextDataConfig, _heldout_mask, content_key
 from domains.tokenizer import EOS, encode, eos_id, train_tokenizer
@@ -71,6 +71,28 @@ def test_files_source_reads_txt_jsonl_and_parquet(tmp_path):
     assert [d.text for d in docs] == ["plain text document", "first", "second", "third"]
     assert docs[1].id == f"{tmp_path / 'b.jsonl'}:1" and docs[1].fields == {"lang": "en"}
     assert docs[3].id == f"{tmp_path / 'c.parquet'}:0"
+
+
+def test_a_documents_origin_is_its_source_field_else_its_file(tmp_path):
+    """What domain descriptions count as a chunk's origin: a user's files name it in a `source`
+    field, or by the file; the demo corpus by its ids' folders."""
+    write_jsonl(
+        tmp_path / "debian.jsonl",
+        [{"text": "a", "source": "debian-wiki"}, {"text": "b", "id": "lists/3"}],
+    )
+    (tmp_path / "notes.txt").write_text("c")
+    pq.write_table(pa.table({"text": ["d"], "source": ["pypi"]}), tmp_path / "pypi.parquet")
+    docs = list(read_documents(files(str(tmp_path / "*"), id_field=None), tmp_path))
+    assert [d.origin for d in docs] == ["debian-wiki", "debian.jsonl", "notes.txt", "pypi"]
+    assert Document("bbc/tech/064", "text", {"topic": "tech"}).origin == "bbc/tech"
+
+
+def test_source_errors_name_the_full_option(tmp_path):
+    specialist = files(str(tmp_path / "missing/*.jsonl"))
+    with pytest.raises(FileNotFoundError, match=r"\(from data\.specialist\.paths\)"):
+        source_files(specialist, "data.specialist")
+    with pytest.raises(ValueError, match=r"^data\.specialist\.paths is empty"):
+        source_files(files(), "data.specialist")
 
 
 def test_filters_pick_documents_by_id_and_field(tmp_path):

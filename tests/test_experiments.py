@@ -12,6 +12,9 @@ def test_a_failed_run_does_not_stop_the_sweep_and_is_recorded(tmp_path):
     # k=1 cannot hold the specialist's domains {0, 1}: the first run fails, the second must run.
     proc = run_train_cli("-m", *FAST, "data.num_domains=1,4", f"hydra.sweep.dir={tmp_path}")
     assert proc.returncode != 0  # the sweep as a whole reports the failure
+    # ... in a line naming the problem, not a traceback.
+    assert "Traceback" not in proc.stderr
+    assert "error: data.target_domains" in proc.stderr.splitlines()[-1]
 
     runs = {
         (r := read_results(path.parent))["config"]["data"]["num_domains"]: r
@@ -35,7 +38,8 @@ def test_a_parallel_sweeps_runs_print_none_of_lightnings_noise(tmp_path):
     launcher = ["hydra/launcher=parallel", "hydra.launcher.n_jobs=2"]
     proc = run_train_cli("-m", *FAST, *launcher, "seed=0,1", f"hydra.sweep.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert len(list(tmp_path.glob("*/results.json"))) == 2
+    # Runs named by what varies (the seed), not by the options every run shares (FAST's).
+    assert sorted(p.parent.name for p in tmp_path.glob("*/results.json")) == ["seed=0", "seed=1"]
     output = proc.stdout + proc.stderr
     for noise in (
         "💡 Tip",
@@ -70,15 +74,53 @@ def test_ddp_ranks_keep_identical_weights_and_draw_different_data(tmp_path):
 
 
 def test_sweep_directory_names_stay_short_and_distinct():
-    from experiments.config import run_dirname
+    from experiments.config import shorten_dirname
 
     short = "mixer=dga,seed=1"
-    assert run_dirname(short) == short
+    assert shorten_dirname(short) == short
     long_a = ",".join(f"train.option_{i}={i}" for i in range(30))
     long_b = long_a.replace("=29", "=30")
-    assert len(run_dirname(long_a)) == 120
-    assert run_dirname(long_a) != run_dirname(long_b)
-    assert "/" not in run_dirname("mixer.path=outputs/runs/x")
+    assert len(shorten_dirname(long_a)) == 120
+    assert shorten_dirname(long_a) != shorten_dirname(long_b)
+    assert "/" not in shorten_dirname("mixer.path=outputs/runs/x")
+
+
+def test_sweep_runs_are_named_by_what_varies_and_keep_their_names(tmp_path, monkeypatch):
+    """A user's corpus sweep (`data=files 'data.paths=[...]' ... seed=0,1,2`) names its runs by
+    the mixer (and its options), the seed and the swept options; the same names come back when
+    the sweep is re-run or extended, and a run made under the earlier rule (every override in
+    the name) keeps its directory."""
+    from omegaconf import OmegaConf
+
+    from experiments.config import SWEPT_KEYS, SweptKeys, run_dirname
+
+    def swept_by(command_line: list[str], params: dict) -> None:
+        master = OmegaConf.create(
+            {"hydra": {"overrides": {"task": command_line}, "sweeper": {"params": params}}}
+        )
+        SweptKeys().on_multirun_start(master)
+
+    root = OmegaConf.create(
+        {
+            "hydra": {
+                "sweep": {"dir": str(tmp_path)},
+                "job": {"config": {"override_dirname": {"exclude_keys": ["experiment"]}}},
+            }
+        }
+    )
+    shared = ["experiment=x", "data=files", "data.paths=[/home/me/corpus/*.jsonl]"]
+    job = [*shared, "data.num_domains=16", "mixer=dga", "mixer.eta=3", "seed=1"]
+    monkeypatch.setenv(SWEPT_KEYS, "[]")  # restored after the test
+    swept_by([*shared, "data.num_domains=16", "mixer=dga", "mixer.eta=3"], {"seed": "0,1,2"})
+    assert run_dirname(job, root) == "mixer.eta=3,mixer=dga,seed=1"
+    swept_by([*shared, "data.num_domains=16", "mixer=dga", "mixer.eta=3", "seed=1,3"], {})
+    assert run_dirname(job, root) == "mixer.eta=3,mixer=dga,seed=1"  # re-run, extended
+    swept_by([*shared, "data.num_domains=16,64", "mixer=dga", "mixer.eta=3"], {"seed": "0,1"})
+    assert run_dirname(job, root) == "data.num_domains=16,mixer.eta=3,mixer=dga,seed=1"
+
+    earlier = "data.num_domains=16,data.paths=[_home_me_corpus_*.jsonl],data=files,mixer.eta=3,"
+    (tmp_path / f"{earlier}mixer=dga,seed=1").mkdir()
+    assert run_dirname(job, root) == f"{earlier}mixer=dga,seed=1"
 
 
 # The training sweeps; the experiments that set `pipeline` are tests/test_pipeline.py's.

@@ -26,14 +26,16 @@ MIXERS = {
     "importance": ("mixer=importance",),
     "static": ("mixer=static", "mixer.weights=[4,3,2,1,1,1,1,1]"),
     "doge": ("mixer=doge", "mixer.update_every=4"),
-    "dga": ("mixer=dga", "mixer.update_every=4", "mixer.eta=5"),
+    "dga": ("mixer=dga", "mixer.update_every=4"),
+    # The earlier default rule: its golden values are those `dga` had before the bounded default.
+    "dga_unbounded": ("mixer=dga_unbounded", "mixer.update_every=4", "mixer.eta=5"),
     "dga_fd": (
         "mixer=dga",
         "mixer.update_every=4",
-        "mixer.eta=5",
         "mixer.alignment=finite_difference",
+        "mixer.grad_clip=null",
     ),
-    "dga_dr": ("mixer=dga_dr", "mixer.update_every=4", "mixer.eta=5"),
+    "dga_dr": ("mixer=dga_dr", "mixer.update_every=4"),
     "odm": ("mixer=odm", "mixer.warmup_steps=4"),
     "doremi": ("mixer=doremi",),
     "aioli": (

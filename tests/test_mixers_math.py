@@ -145,13 +145,18 @@ def test_static_weights_from_another_run(tmp_path, which, expected):
     ("cfg", "message"),
     [
         (StaticConfig(weights=[1.0, 2.0]), "2 weights for 3 domains"),
-        (StaticConfig(weights=[1.0, -1.0, 1.0]), "finite, >= 0"),
         (StaticConfig(path="/nonexistent/w.json"), "no such file"),
     ],
 )
 def test_static_bad_input_is_named(cfg, message):
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         build_mixer(cfg, synthetic(num_domains=3))
+
+
+def test_static_weights_are_checked_with_the_config():
+    for weights in ([1.0, -1.0, 1.0], [1.0, float("nan"), 1.0], [0.0, 0.0, 0.0]):
+        with pytest.raises(ValueError, match="finite, >= 0 and not all zero"):
+            StaticConfig(weights=weights)
 
 
 def test_static_needs_exactly_one_source():

@@ -73,9 +73,11 @@ def test_doge_target_mode_moves_the_weight_onto_the_specialists_domains_and_hand
     assert proxy["final_mixture"] == proxy["final_weights"]
     assert len(trajectory(proxy_dir)) == 32  # updated every step
     # Each step: one forward and backward over the batch (8 sequences, stratified: 2 of each
-    # domain) and over 16 specialist sequences, beyond training.
+    # domain), in per-domain parts whose gradients form the step (training FLOPs, no pass of the
+    # step's own), and over 16 specialist sequences, beyond training.
     flops_per_token = proxy["model"]["flops_per_token"]
-    assert proxy["mixer_flops"] == 32 * (8 + 16) * 32 * flops_per_token
+    assert proxy["mixer_flops"] == 32 * 16 * 32 * flops_per_token
+    assert proxy["train_flops"] == 32 * 8 * 32 * flops_per_token
 
     fresh, _ = run(
         tmp_path,
@@ -117,7 +119,9 @@ def test_every_mixer_trains_and_records_its_weights(tmp_path, overrides):
     assert list(rows[0])[1:] == list(results["final_weights"])
     online = results["mixer"] != "importance"
     assert len(rows) == (32 // 8 if online else 1)
-    assert (results["mixer_flops"] > 0) == online
+    # DoGE's universal updates pass over the training batch only, and form those steps from
+    # those passes: training FLOPs, none of the mixer's own.
+    assert (results["mixer_flops"] > 0) == (online and results["mixer"] != "doge")
     if results["mixer"] == "dga_dr":
         assert list(results["final_weights"]) == [f"coarse_{c}" for c in range(4)]
         # 4 updates x (4 bases x 4 + 16 specialist sequences) x 32 tokens, whatever K.

@@ -4,6 +4,7 @@ import copy
 import csv
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -24,7 +25,7 @@ from mixers.uniform import UniformConfig
 from models.gpt import GPTConfig
 from models.lm import MixtureLM
 from models.train_config import TrainConfig
-from tests.conftest import FAST, compose_config, run_train_cli
+from tests.conftest import CONF_DIR, FAST, compose_config, run_train_cli
 
 
 def test_cli_run_writes_results_metrics_and_wandb_files(tmp_path):
@@ -65,6 +66,27 @@ def test_cli_run_writes_results_metrics_and_wandb_files(tmp_path):
     assert "val/target_loss" in metrics.splitlines()[0]
     offline_runs = list((run_dir / "wandb").glob("offline-run-*/*.wandb"))
     assert len(offline_runs) == 1 and offline_runs[0].stat().st_size > 0
+    # W&B says nothing on the console (no banner, sparklines or run summary)...
+    assert "wandb" not in proc.stdout + proc.stderr
+    # ... and without a terminal, each evaluation prints one plain line.
+    evaluations = [line for line in proc.stdout.splitlines() if line.startswith("step ")]
+    assert evaluations[0] == f"step 0/32: 0 tokens, target loss {initial['val/target_loss']:.4f}"
+    assert (
+        evaluations[-1] == f"step 32/32: 8,192 tokens, target loss {final['val/target_loss']:.4f}"
+    )
+    assert len(evaluations) == 1 + 32 // 4
+
+
+def test_the_wandb_summary_names_each_domain_with_its_label():
+    from experiments.train import _wandb_summary
+
+    metrics = {"val/target_loss": 4.0, "val/domain/domain_00": 5.0, "val/domain/domain_01": 6.0}
+    labels = {"domain_00": "bbc/tech: mobile, phone", "domain_01": "domain_01"}
+    assert _wandb_summary(metrics, labels) == {
+        "final/val/target_loss": 4.0,
+        "final/val/domain/domain_00 (bbc/tech: mobile, phone)": 5.0,
+        "final/val/domain/domain_01": 6.0,  # no label beyond its name (synthetic data)
+    }
 
 
 @pytest.mark.parametrize(
@@ -90,8 +112,84 @@ def test_a_wrong_type_fails_naming_the_key():
 
 def test_an_unknown_mixer_lists_the_available_ones():
     proc = run_train_cli("mixer=no_such_mixer")
-    assert proc.returncode != 0
-    assert "no_such_mixer" in proc.stderr and "uniform" in proc.stderr
+    assert proc.returncode == 1
+    # One line, without Hydra's report, and without the mixers' schemas among the choices.
+    assert proc.stderr.startswith("error: mixer=no_such_mixer: no such option")
+    assert proc.stderr.count("\n") == 1 and "uniform" in proc.stderr
+    assert "_schema" not in proc.stderr and "dga_dr," in proc.stderr
+
+
+def run_in_process(main, *args: str) -> tuple[int, str]:
+    """`python -m <main's module> <args>` in this process: its exit status and stderr."""
+    import contextlib
+    import io
+
+    from experiments.cli import run_app
+
+    argv = ["app", "--config-path", str(CONF_DIR), "hydra/job_logging=none", *args]
+    stderr = io.StringIO()
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        contextlib.redirect_stderr(stderr),
+        pytest.raises(SystemExit) as exit,
+    ):
+        patch.setattr("sys.argv", argv)
+        run_app(main)
+    return exit.value.code, stderr.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["mixer=dgaa"], "mixer=dgaa: no such option (did you mean mixer=dga?); available: aioli,"),
+        (["train.tokens=-5"], "train.tokens=-5 is less than one training step"),
+        (
+            ["mixer=dga", "mixer.alignment=backwrd"],
+            "mixer.alignment: Invalid value 'backwrd', expected one of [backward, finite_diff",
+        ),
+        (["mixer.wieghts=natural"], "(did you mean mixer.weights?)"),
+        (["data=files", "data.paths=[{tmp}/missing/*.jsonl]"], "(from data.paths)"),
+        (["data=files"], "data.paths is empty: data.source=files reads"),
+        (["data=files", "data.paths=[{tmp}/a.txt]"], "data.specialist.paths is empty"),
+        (["data=files", "data/specialist=stdlib"], "'data.specialist.paths=[task/*.jsonl]'"),
+    ],
+    ids=[
+        "unknown-option",
+        "negative-budget",
+        "bad-value",
+        "misspelt-key",
+        "misspelt-path",
+        "no-paths",
+        "no-specialist-paths",
+        "demo-preset-with-files",
+    ],
+)
+def test_a_users_mistake_ends_in_one_line_naming_it(args, message, tmp_path):
+    """What the user reads: one line naming the option and what to do, exit status 1, no
+    traceback; data is never prepared (the cache stays empty)."""
+    from experiments.train import main
+
+    (tmp_path / "a.txt").write_text("a document")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    status, stderr = run_in_process(main, *args, f"hydra.run.dir={tmp_path}/run")
+    assert status == 1
+    assert stderr.startswith("error: ") and stderr.count("\n") == 1, stderr
+    assert message in stderr and "HYDRA_FULL_ERROR=1" in stderr
+    assert "Traceback" not in stderr and "+data/specialist" not in stderr
+
+
+def test_preparation_reports_a_mistake_in_one_line_and_full_error_raises_it(tmp_path, monkeypatch):
+    from experiments import cli
+    from experiments.prepare import main
+
+    status, stderr = run_in_process(main, "data=files", f"hydra.run.dir={tmp_path}")
+    assert status == 1 and stderr.startswith("error: data.paths is empty")
+    # HYDRA_FULL_ERROR=1: the error itself, with its traceback, as Hydra raises it.
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    monkeypatch.setattr(cli, "TRACEBACK_WANTED", True)
+    monkeypatch.setattr("sys.argv", ["app", "--config-path", str(CONF_DIR), "data=files"])
+    with pytest.raises(ValueError, match=r"data\.paths is empty"):
+        cli.run_app(main)
 
 
 def test_a_failing_run_records_the_error(tmp_path):
@@ -190,6 +288,7 @@ def test_rerunning_a_completed_run_skips_it_and_guards_its_directory(tmp_path):
         (("mixer=dga", "mixer.normalize=l2"), "none, max_abs"),
         (("mixer=dga_dr", "mixer.bases=fine"), "coarse, multiscale, identity"),
         (("mixer=doge", "mixer.mode=univ"), "universal, target"),
+        (("mixer=doge", "mixer.reweighted_gradient=clip"), "clipped, unclipped"),
         (("mixer=uniform", "mixer.weights=natrual"), "uniform, natural"),
         (("mixer=static", "mixer.which=last"), "final, time_averaged"),
     ],
@@ -209,7 +308,12 @@ def test_a_wrong_choice_fails_at_composition_listing_the_valid_ones(overrides, v
         (("train.tokens=0",), "less than one training step"),
         (("train.tokens=255",), "less than one training step"),  # 8 x 32 tokens a step
         (
-            ("mixer=dga", "mixer.alignment=finite_difference", "trainer.precision=bf16-true"),
+            (
+                "mixer=dga",
+                "mixer.alignment=finite_difference",
+                "mixer.grad_clip=null",
+                "trainer.precision=bf16-true",
+            ),
             "32-bit parameters",
         ),
         (("+trainer.gradient_clip_val=1.0",), "train.grad_clip"),
@@ -299,6 +403,7 @@ def test_training_metrics_are_logged_and_read_only_on_logging_steps(tmp_path, mo
     reads the metrics (`.item()` on each: a host sync on a GPU) only on those steps."""
     from experiments import progress
 
+    monkeypatch.setattr(progress, "interactive", lambda: True)  # the rich bar: a terminal's
     reads = []
     original = progress.RichProgressBar._update_metrics
 
@@ -318,10 +423,31 @@ def test_training_metrics_are_logged_and_read_only_on_logging_steps(tmp_path, mo
     assert set(reads) == {8, 16, 24, 32}  # (and once more at the end of the epoch)
 
 
-def test_the_progress_bar_says_training_not_an_epoch_count(tmp_path, capsys):
+def test_the_progress_bar_says_training_not_an_epoch_count(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("experiments.progress.interactive", lambda: True)
     train(compose_config(*FAST), tmp_path)
     shown = capsys.readouterr().out
     assert "Training" in shown and "Epoch" not in shown
+
+
+def test_progress_bars_in_a_log_file_are_plain_lines(capsys):
+    """Redrawn in place, a tqdm bar (the embedding step's) would be one huge line of carriage
+    returns in a log file: there it is a line when it starts, now and then, and when done."""
+    from tqdm import tqdm
+
+    from experiments.progress import readable_progress
+
+    print("before", file=sys.stderr)
+    with readable_progress(every_s=3600):
+        for _ in tqdm(range(1000), desc="embedding", mininterval=0):
+            pass
+        print("a warning", file=sys.stderr)
+    lines = capsys.readouterr().err.split("\n")
+    assert "\r" not in "".join(lines)
+    assert lines[0] == "before" and lines[-2:] == ["a warning", ""]
+    assert lines[1].startswith("embedding:   0%") and "0/1000" in lines[1]
+    assert lines[2].startswith("embedding: 100%") and "1000/1000" in lines[2]
+    assert len(lines) == 5
 
 
 def test_gradients_are_clipped_after_the_fp16_loss_scaler_unscales_them():
