@@ -126,7 +126,7 @@ def _same_for_all(values: pd.Series) -> str | None:
     return values.iloc[0] if values.notna().all() and values.nunique() == 1 else None
 
 
-def _against_baseline(scores: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+def against_baseline(scores: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
     """Per variant of `labels`: its gain over uniform in `scores` (per seed (rows) and variant;
     higher is better), paired by seed, with its interval (`ci_low`, `ci_high`), paired seeds
     (`n`), p-value and Holm-adjusted p-value over the other variants' comparisons with uniform.
@@ -144,8 +144,8 @@ def _against_baseline(scores: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
     return gains
 
 
-def _verdict(label: str, gain: pd.Series, has_baseline: bool) -> str:
-    """`vs_uniform` of one variant from its row of `_against_baseline`."""
+def verdict_vs_baseline(label: str, gain: pd.Series, has_baseline: bool) -> str:
+    """`vs_uniform` of one variant from its row of `against_baseline`."""
     if not has_baseline:
         return "no baseline"
     if label == BASELINE:
@@ -183,9 +183,11 @@ def _setting_board(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         index="seed", columns="mixer_label", values="target_loss", aggfunc="mean"
     )
     labels = board.index.tolist()
-    gains = _against_baseline(-by_seed, labels)  # negated: lower loss is better
+    gains = against_baseline(-by_seed, labels)  # negated: lower loss is better
     has_baseline = BASELINE in labels
-    board["vs_uniform"] = [_verdict(label, gains.loc[label], has_baseline) for label in labels]
+    board["vs_uniform"] = [
+        verdict_vs_baseline(label, gains.loc[label], has_baseline) for label in labels
+    ]
     board["gain_vs_uniform"] = gains["gain"]
     board["gain_ci_low"] = gains["ci_low"]
     board["gain_ci_high"] = gains["ci_high"]
@@ -215,7 +217,7 @@ def _add_task_score(board: pd.DataFrame, rows: pd.DataFrame, column: str) -> Non
     by_seed = sign * rows.dropna(subset=["seed"]).pivot_table(
         index="seed", columns="mixer_label", values=column, aggfunc="mean"
     )
-    gains = _against_baseline(by_seed, board.index.tolist())
+    gains = against_baseline(by_seed, board.index.tolist())
     board[f"{column}_mean"] = rows.groupby("mixer_label")[column].mean()
     board[f"{column}_gain"] = gains["gain"]
     board[f"{column}_ci_low"] = gains["ci_low"]

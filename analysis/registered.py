@@ -2,9 +2,10 @@
 
 The experiment's config declares, before its runs, its setting, its seeds and its mixers
 (e.g. conf/experiment/bounded_defaults.yaml); every mixer is compared with uniform, paired by
-seed, and the family's p-values are Holm-corrected. A mixer *beats* uniform when its gain is
-positive with adjusted p < 0.05, *loses* when negative with adjusted p < 0.05, and *ties*
-otherwise. Raw and adjusted figures are shown side by side, and so is how many of each mixer's
+seed, and the family's p-values are Holm-corrected, exactly as the leaderboard compares a
+setting's mixers with uniform (analysis/leaderboard.py `against_baseline`): a mixer *beats*
+uniform when its gain is positive with adjusted p < 0.05, *loses* when negative with adjusted
+p < 0.05, *ties* otherwise, and is *untested* below 3 paired seeds. Raw and adjusted figures are shown side by side, and so is how many of each mixer's
 seeds collapsed (mixers/collapse.py), which a mean loss alone would hide.
 """
 
@@ -14,36 +15,33 @@ import math
 
 import pandas as pd
 
-from analysis.paired import ALPHA, compare, holm
+from analysis.leaderboard import against_baseline, verdict_vs_baseline
 from analysis.results import BASELINE
-
-BEATS, TIES, LOSES = "beats uniform", "ties", "loses to uniform"
 
 
 def family_table(runs: pd.DataFrame, mixers: list[str]) -> pd.DataFrame:
     """One row per mixer of `mixers` (in that order): its seeds, mean specialist loss, paired
-    gain over uniform (uniform - mixer) with its 95 % interval, raw and Holm-adjusted p, the
-    verdict from the adjusted p, and its collapsed seeds."""
+    gain over uniform (uniform - mixer) with its 95 % interval, raw and Holm-adjusted p (the
+    leaderboard's comparisons with uniform, `against_baseline`), its verdict (beats, ties,
+    loses, or untested below 3 seeds) and its collapsed seeds."""
     done = runs[runs["status"] == "completed"]
     by_seed = done.pivot_table(index="seed", columns="mixer_label", values="target_loss")
-    intervals = [compare(by_seed.get(BASELINE), by_seed.get(label)) for label in mixers]
-    adjusted = holm([interval.p for interval in intervals])
+    gains = against_baseline(-by_seed, [BASELINE, *mixers])  # negated: lower loss is better
     rows = []
-    for label, interval, p_holm in zip(mixers, intervals, adjusted, strict=True):
+    for label in mixers:
         mine = done[done["mixer_label"] == label]
-        separated = p_holm < ALPHA  # False for NaN
-        verdict = (BEATS if interval.mean > 0 else LOSES) if separated else TIES
+        gain = gains.loc[label]
         rows.append(
             {
                 "mixer": label,
                 "seeds": len(mine),
                 "specialist_loss": mine["target_loss"].mean(),
-                "gain": interval.mean,
-                "gain_ci_low": interval.low,
-                "gain_ci_high": interval.high,
-                "p": interval.p,
-                "p_holm": p_holm,
-                "verdict": verdict,
+                "gain": gain["gain"],
+                "gain_ci_low": gain["ci_low"],
+                "gain_ci_high": gain["ci_high"],
+                "p": gain["p"],
+                "p_holm": gain["p_holm"],
+                "verdict": verdict_vs_baseline(label, gain, BASELINE in by_seed),
                 "collapsed": int(mine["collapsed"].fillna(False).astype(bool).sum()),
                 "time_averaged_max_weight": mine["time_averaged_max_weight"].mean(),
             }

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis.registered import BEATS, LOSES, TIES, family_section, family_table
+from analysis.registered import family_section, family_table
 
 
 def runs(losses: dict[str, list[float]], collapsed: dict[str, list[bool]] | None = None):
@@ -55,9 +55,9 @@ def test_gains_p_values_and_holm_follow_their_definitions():
         expected[label] = running
     for label in raw:
         assert table.loc[label, "p_holm"] == pytest.approx(expected[label])
-    assert table.loc["good", "verdict"] == BEATS
-    assert table.loc["noisy", "verdict"] == TIES
-    assert table.loc["bad", "verdict"] == LOSES
+    assert table.loc["good", "verdict"] == "beats"
+    assert table.loc["noisy", "verdict"] == "ties"
+    assert table.loc["bad", "verdict"] == "loses"
 
 
 def test_a_raw_win_that_holm_takes_away_is_a_tie():
@@ -71,9 +71,9 @@ def test_a_raw_win_that_holm_takes_away_is_a_tie():
         losses[name] = list(np.array(UNIFORM) - d)
     table = family_table(runs(losses), list("abcd"))
     assert (table["p"] < 0.05).all()
-    assert (table["verdict"] == TIES).all()
+    assert (table["verdict"] == "ties").all()
     alone = family_table(runs({"uniform": UNIFORM, "a": losses["a"]}), ["a"])
-    assert alone.loc[0, "verdict"] == BEATS
+    assert alone.loc[0, "verdict"] == "beats"
 
 
 def test_collapsed_seeds_are_counted_and_shown():
@@ -88,6 +88,6 @@ def test_collapsed_seeds_are_counted_and_shown():
     assert family_section("T", "registered", None)[-2] == "Not run yet."
 
 
-def test_too_few_seeds_give_no_interval_and_a_tie():
+def test_too_few_seeds_give_no_interval_and_no_verdict():
     table = family_table(runs({"uniform": UNIFORM[:2], "x": [5.0, 5.1]}), ["x"])
-    assert math.isnan(table.loc[0, "gain_ci_low"]) and table.loc[0, "verdict"] == TIES
+    assert math.isnan(table.loc[0, "gain_ci_low"]) and table.loc[0, "verdict"] == "untested"
