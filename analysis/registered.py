@@ -67,7 +67,7 @@ def family_section(title: str, registration: str, runs: pd.DataFrame | None) -> 
         f"by seed; Holm over the family of {len(mixers)} comparison"
         f"{'s' if len(mixers) != 1 else ''}.",
         "",
-        "| mixer | seeds | specialist loss | gain [95 % CI] | p | p (Holm) | verdict "
+        "| mixer | seeds | specialist loss | gain [95 % CI] | p | p (Holm) | vs uniform "
         "| collapsed seeds | time-averaged max weight |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
