@@ -79,6 +79,28 @@ class PipelineConfig:
 
 
 @dataclass
+class Family:
+    """Comparisons judged together, Holm-corrected within the family. Each reads "a > b": a is
+    better than b on `metric` (a run-summary column where lower is better), paired by seed."""
+
+    comparisons: list[str] = MISSING
+    metric: str = "target_loss"
+
+
+@dataclass
+class Registration:
+    """A findings experiment's design, declared in its config before any of its runs: the claim,
+    the seeds, the verdict cell (summary column -> value) and the families of comparisons.
+    analysis.findings takes verdicts only from these; other cells and seeds are exploratory."""
+
+    registered: str = MISSING  # the date it was committed, before the runs
+    claim: str = MISSING
+    seeds: list[int] = MISSING
+    cell: dict[str, Any] = field(default_factory=dict)
+    families: dict[str, Family] = field(default_factory=dict)
+
+
+@dataclass
 class Config:
     seed: int = 0
     # Names the experiment: the W&B group and the sweep directory.
@@ -93,6 +115,8 @@ class Config:
     # Set by the experiments that experiments.pipeline runs (e.g. `experiment=regmix`); its
     # training stages run with `pipeline=null`.
     pipeline: PipelineConfig | None = None
+    # Set by the findings experiments (conf/experiment/claim_*.yaml), recorded with every run.
+    registration: Registration | None = None
 
 
 # Real-text sources share one schema; `data=demo|files|hf` picks a preset of it.
