@@ -6,7 +6,7 @@ export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test lint format demo bench bench-scale findings lock clean
+.PHONY: setup test test-fast lint format demo bench bench-scale findings claims lock clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,11 @@ $(STAMP): pyproject.toml constraints.txt
 # use the cores.
 test: setup
 	OMP_NUM_THREADS=1 $(PY) -m pytest --numprocesses=auto --maxprocesses=4 --dist=worksteal
+
+# The fast tier: the suite less the tests marked slow (training runs, subprocesses, notebooks:
+# each takes more than a few seconds), for a check while working. `make test` runs them all.
+test-fast: setup
+	OMP_NUM_THREADS=1 $(PY) -m pytest -m "not slow" --numprocesses=auto --maxprocesses=4 --dist=worksteal
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -62,6 +67,22 @@ findings: setup
 	$(PY) -m experiments.train -m experiment=$(EXP) $(ARGS)
 	$(PY) -m analysis.summaries multirun/$(EXP) --out analysis/findings/$(EXP).csv --merge
 	$(PY) -m analysis.findings
+
+# The registered claims (conf/experiment/claim_*.yaml) on your own corpus, then their report
+# ($(CLAIMS_DIR)/findings.md: the same verdicts as docs/findings.md, on your data), e.g.
+#   make claims DATA=files ARGS="'data.paths=[corpus/*.jsonl]' 'data.specialist.paths=[task/*.txt]'"
+# The claims that apply to any corpus: token_limited (25 runs of 1M tokens, about 2 hours on 2
+# cores with ARGS=hydra/launcher=parallel) and fine_grained (30). claim_targets needs the demo
+# corpus's parts as targets, and claim_overhead runs in two parts (see their configs).
+DATA ?= demo
+CLAIMS ?= claim_token_limited claim_fine_grained
+CLAIMS_DIR ?= multirun/claims_$(DATA)
+claims: setup
+	set -e; for claim in $(CLAIMS); do \
+	  $(PY) -m experiments.train -m experiment=$$claim data=$(DATA) \
+	    hydra.sweep.dir=$(CLAIMS_DIR)/$$claim $(ARGS); \
+	done
+	$(PY) -m analysis.findings --runs $(CLAIMS_DIR)
 
 # Re-pin constraints.txt from the current environment (after changing dependencies).
 lock: setup

@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 
-from analysis.results import load_runs, load_wandb_runs
+from analysis.results import load_runs
+from analysis.wandb_runs import load_wandb_runs
 
 # What a command writes: (runs, output directory, console to print to) -> the paths written.
 Writer = Callable[[pd.DataFrame, Path, Console], list[Path]]

@@ -4,10 +4,12 @@ As in DataDecide (Magnusson et al., 2025): for every target (specialist set) and
 mixers run at both scales, the small scale "decides" which of the two is better by the mean over
 seeds of one metric, and the large scale says which is better by the mean of another (or the
 same). Decision accuracy is the share of pairs where the two agree (a tie in either mean counts
-half). Its interval is a bootstrap over seeds: each resample draws, per target and scale, seeds
-with replacement (the same seeds for every mixer: runs of one seed share the model's
-initialisation and data order) and recomputes the accuracy; shown are the 2.5 and 97.5
-percentiles.
+half). Two intervals: Clopper-Pearson's exact binomial interval over the pairs, and a bootstrap
+over pairs and seeds: each resample draws, per target and scale, seeds with replacement (the same
+seeds for every mixer: runs of one seed share the model's initialisation and data order), then
+the pairs with replacement, and recomputes the accuracy; shown are the 2.5 and 97.5 percentiles.
+A design that can say anything needs enough of both (`REQUIREMENTS`): the report lists what a
+design falls short of.
 
 Which small-scale metric predicts the large scale's ranking best is read off the table: for each
 large-scale metric, the small-scale metric with the highest decision accuracy.
@@ -19,11 +21,16 @@ import itertools
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from analysis.paired import MIN_SEEDS, Interval, paired_interval
+from models.metric_keys import LOSS_DIRECTION, TASK_SCORES
 
 # Metric (a summary column) -> +1 when higher is better, -1 when lower is.
-METRICS = {"target_loss": -1, "mmlu/bpb": -1, "mmlu/correct_prob": +1, "mmlu/acc": +1}
+METRICS = {
+    "target_loss": LOSS_DIRECTION,
+    **{f"mmlu/{score}": TASK_SCORES[score] for score in ("bpb", "correct_prob", "acc")},
+}
 RESAMPLES = 2000
 
 
@@ -44,9 +51,10 @@ def _grids(runs: pd.DataFrame, target: str, metrics: list[str]) -> dict:
     return grids
 
 
-def _agreement(small: dict, large: dict, metrics: tuple[str, str], signs, picks) -> float:
-    """Share of (target, mixer pair) whose better mixer is the same at both scales, with the
-    means over the seeds `picks[scale][target]` (row indices; repeats count)."""
+def _pair_scores(small: dict, large: dict, metrics: tuple[str, str], signs, picks) -> list:
+    """Per (target, mixer pair) both scales ran, in a fixed order: 1 when its better mixer is
+    the same at both scales, 0 when not, 0.5 for a tie in either, with the means over the seeds
+    `picks[scale][target]` (row indices; repeats count)."""
     scores = []
     for name in sorted(set(small) & set(large)):
         means = []
@@ -60,7 +68,19 @@ def _agreement(small: dict, large: dict, metrics: tuple[str, str], signs, picks)
         for a, b in itertools.combinations(shared, 2):
             first, second = (np.sign(m[a] - m[b]) for m in means)
             scores.append(0.5 if first == 0 or second == 0 else float(first == second))
-    return float(np.mean(scores)) if scores else np.nan
+    return scores
+
+
+def clopper_pearson(scores: list[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Exact binomial interval of the agreement rate over the pairs; a tie (0.5) counts as a
+    failure for the lower bound and a success for the upper one."""
+    n = len(scores)
+    if n == 0:
+        return np.nan, np.nan
+    low_k, high_k = int(np.floor(sum(scores))), int(np.ceil(sum(scores)))
+    low = stats.binomtest(low_k, n).proportion_ci(confidence, method="exact").low
+    high = stats.binomtest(high_k, n).proportion_ci(confidence, method="exact").high
+    return float(low), float(high)
 
 
 def decision_table(
@@ -93,18 +113,26 @@ def decision_table(
     pairs = _agreement_pairs(grids)
     # Resampling one or two seeds gives an interval that only looks exact: none below MIN_SEEDS.
     seeds = min((len(rows) for scale in every.values() for rows in scale.values()), default=0)
+    pair_draws = [rng.integers(pairs, size=pairs) for _ in range(resamples)] if pairs else []
     rows = []
     for chosen in itertools.product(present, present):
         signs = tuple(metrics[m] for m in chosen)
-        boot = [_agreement(grids["small"], grids["large"], chosen, signs, d) for d in draws]
+        scores = _pair_scores(grids["small"], grids["large"], chosen, signs, every)
+        boot = [
+            np.mean(np.asarray(_pair_scores(grids["small"], grids["large"], chosen, signs, d))[p])
+            for d, p in zip(draws, pair_draws, strict=False)
+        ]
+        exact = clopper_pearson(scores)
         rows.append(
             {
                 "small_metric": chosen[0],
                 "large_metric": chosen[1],
                 "pairs": pairs,
-                "accuracy": _agreement(grids["small"], grids["large"], chosen, signs, every),
+                "accuracy": float(np.mean(scores)) if scores else np.nan,
                 "low": float(np.nanpercentile(boot, 2.5)) if seeds >= MIN_SEEDS else np.nan,
                 "high": float(np.nanpercentile(boot, 97.5)) if seeds >= MIN_SEEDS else np.nan,
+                "cp_low": exact[0],
+                "cp_high": exact[1],
                 "seeds": seeds,
             }
         )
@@ -121,13 +149,53 @@ def _agreement_pairs(grids: dict) -> int:
 
 
 SUBJECT = "config.data.specialist.subject"  # the summary column of the MMLU subject swept
+WHERE = "config.data.specialist.where."  # + part, topic, lang: a demo-corpus target's columns
 SMALL_EXPERIMENT, LARGE_EXPERIMENT = "mmlu_specialist", "mmlu_specialist_up"
+REGISTERED_SMALL, REGISTERED_LARGE = "decision_small", "decision_large"
+# What a decision-accuracy design needs before it can say anything (issue review, DataDecide):
+# mixer variants, pairs per target, the large scale's compute over the small one's per run, and
+# the small scale's training tokens.
+REQUIREMENTS = {"variants": 6, "pairs per target": 15, "compute gap": 3.0, "small tokens": 1e6}
 
 
 def _with_target(runs: pd.DataFrame) -> pd.DataFrame:
-    """Runs with a `target` column: the subject (a constant when only one subject ran)."""
-    subject = runs[SUBJECT] if SUBJECT in runs else runs["source"]
-    return runs.assign(target=subject.astype(str))
+    """Runs with a `target` column: the MMLU subject, else the demo-corpus part it names (e.g.
+    `bbc/tech`), else the data source (a constant when only one target ran)."""
+    if SUBJECT in runs:
+        return runs.assign(target=runs[SUBJECT].astype(str))
+    columns = [f"{WHERE}{key}" for key in ("part", "topic", "lang") if f"{WHERE}{key}" in runs]
+    if columns:
+        names = runs[columns].apply(lambda row: "/".join(row.dropna().astype(str)), axis=1)
+        return runs.assign(target=names)
+    return runs.assign(target=runs["source"].astype(str))
+
+
+def _column(runs: pd.DataFrame, name: str) -> pd.Series:
+    """A summary column, or NaN (an unmet requirement) where the summary lacks it."""
+    return runs[name] if name in runs else pd.Series(np.nan, index=runs.index)
+
+
+def shortfalls(small: pd.DataFrame, large: pd.DataFrame) -> list[str]:
+    """What the two scales' completed runs fall short of in `REQUIREMENTS` (empty: none)."""
+    small, large = (t[t["status"] == "completed"] for t in (small, large))
+    variants = min(
+        (g["mixer_label"].nunique() for _, g in pd.concat([small, large]).groupby("target")),
+        default=0,
+    )
+    pairs = variants * (variants - 1) // 2
+    gap = _column(large, "total_flops").mean() / _column(small, "total_flops").mean()
+    tokens = _column(small, "train_tokens").min()
+    need = REQUIREMENTS
+    found = {
+        "variants": (variants, f"{variants} mixer variants per target (need {need['variants']})"),
+        "pairs per target": (pairs, f"{pairs} pairs per target (need {need['pairs per target']})"),
+        "compute gap": (gap, f"a {gap:.2f}x compute gap (need {need['compute gap']:.0f}x)"),
+        "small tokens": (
+            tokens,
+            f"{tokens:,.0f} small-scale tokens (need {need['small tokens']:,.0f})",
+        ),
+    }
+    return [text for key, (value, text) in found.items() if not value >= need[key]]
 
 
 def gains_table(runs: pd.DataFrame, baseline: str = "uniform") -> pd.DataFrame:
@@ -164,17 +232,44 @@ def _cell(mean: float, low: float, high: float) -> str:
     return f"{mean:.2f}" if np.isnan(low) else f"{mean:.2f} [{low:.2f}, {high:.2f}]"
 
 
-def decision_section(small: pd.DataFrame | None, large: pd.DataFrame | None) -> list[str]:
-    """The findings report's section: per-scale means and the decision-accuracy table."""
-    lines = ["## Decision accuracy across scales (MMLU subjects)", ""]
+def decision_section(
+    small: pd.DataFrame | None, large: pd.DataFrame | None, registered: bool = False
+) -> list[str]:
+    """The findings report's section: per-scale means and the decision-accuracy table, for the
+    registered design (`decision_small`, `decision_large`) or the earlier MMLU sweeps."""
+    names = (
+        (REGISTERED_SMALL, REGISTERED_LARGE) if registered else (SMALL_EXPERIMENT, LARGE_EXPERIMENT)
+    )
+    title = (
+        "## Registered: decision accuracy across scales"
+        if registered
+        else "## Decision accuracy across scales (MMLU subjects)"
+    )
+    lines = [title, ""]
+    if registered:
+        lines += [
+            f"Registered in conf/experiment/{names[0]}.yaml and {names[1]}.yaml before their "
+            "runs: six mixer variants on two targets, the tiny GPT on 1M tokens against "
+            "tiny_d160 on 2.5M tokens (3.6x the compute), seeds 0-2; the verdict is whether the "
+            "specialist loss's decision accuracy has a Clopper-Pearson interval above 0.5.",
+            "",
+        ]
     missing = [
         f"`make findings EXP={name}`"
-        for name, runs in ((SMALL_EXPERIMENT, small), (LARGE_EXPERIMENT, large))
+        for name, runs in zip(names, (small, large), strict=True)
         if runs is None
     ]
     if missing:
         return [*lines, f"Not run yet: {' and '.join(missing)}.", ""]
     small, large = _with_target(small), _with_target(large)
+    lacking = shortfalls(small, large)
+    if lacking:
+        lines += [
+            "**This design cannot support a verdict either way**: it has "
+            + "; ".join(lacking)
+            + ". Read the tables as a demonstration.",
+            "",
+        ]
     columns = [m for m in METRICS if m in small and m in large]
     means = []
     for scale, runs in (("small", small), ("large", large)):
@@ -198,18 +293,30 @@ def decision_section(small: pd.DataFrame | None, large: pd.DataFrame | None) -> 
         for metric, rows in table.groupby("large_metric", sort=False)
         if rows["accuracy"].notna().any()
     ]
+    loss = table[
+        (table["small_metric"] == "target_loss") & (table["large_metric"] == "target_loss")
+    ]
+    exact = (
+        f"On the specialist loss at both scales: {_cell(*loss[['accuracy', 'cp_low', 'cp_high']].iloc[0])} "
+        "(Clopper-Pearson over the pairs)"
+        if len(loss)
+        else "No specialist loss at both scales"
+    )
+    if registered and len(loss) and not lacking:
+        above = loss["cp_low"].iloc[0] > 0.5
+        exact += f": {'above' if above else 'not above'} 0.5, the registered verdict"
     lines += [
-        f"The same mixers, MMLU subjects and seeds at two model scales (`{SMALL_EXPERIMENT}`, "
-        f"`{LARGE_EXPERIMENT}`: tokens scaled with the non-embedding parameters). Compute: "
-        f"{budget['small'] / 1e15:.1f} PFLOP at the small scale, {budget['large'] / 1e15:.1f} "
-        "PFLOP at the large one (training and mixer passes of the completed runs). Means over "
-        "seeds (target_loss and mmlu/bpb: lower is better; mmlu/acc and mmlu/correct_prob: "
-        "higher is better):",
+        f"The same mixers, targets and seeds at two model scales (`{names[0]}`, `{names[1]}`). "
+        f"Compute: {budget['small'] / 1e15:.1f} PFLOP at the small scale, "
+        f"{budget['large'] / 1e15:.1f} PFLOP at the large one (training and mixer passes of the "
+        "completed runs). Means over seeds (losses and bits per byte: lower is better; accuracy "
+        "and the probability of the correct answer: higher is better):",
         "",
         pd.concat(means, ignore_index=True).to_markdown(index=False, disable_numparse=True),
         "",
         "Gain over uniform at each scale (positive: better; paired by seed, mean [95 % "
-        "t-interval]): does a lower specialist loss come with a better score on the task?",
+        "t-interval], uncorrected): does a lower specialist loss come with a better score on "
+        "the task?",
         "",
     ]
     for scale, runs in (("small", small), ("large", large)):
@@ -223,8 +330,8 @@ def decision_section(small: pd.DataFrame | None, large: pd.DataFrame | None) -> 
             ]
     lines += [
         f"Decision accuracy over {int(table['pairs'].max()) if len(table) else 0} "
-        "(subject, mixer pair)s: the share ordered alike by a small-scale metric (rows) and a "
-        "large-scale one (columns), with a 95 % bootstrap interval over seeds "
+        "(target, mixer pair)s: the share ordered alike by a small-scale metric (rows) and a "
+        "large-scale one (columns), with a 95 % bootstrap interval over pairs and seeds "
         "(analysis/decision.py; none with fewer than "
         f"{MIN_SEEDS} seeds: this table has {int(table['seeds'].min()) if len(table) else 0}). "
         "0.5 is what a coin would reach.",
@@ -233,7 +340,7 @@ def decision_section(small: pd.DataFrame | None, large: pd.DataFrame | None) -> 
             index=False, disable_numparse=True
         ),
         "",
-        "Best small-scale predictor of each large-scale metric: " + "; ".join(best) + ".",
+        f"{exact}. Best small-scale predictor of each large-scale metric: " + "; ".join(best) + ".",
         "",
     ]
     return lines

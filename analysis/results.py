@@ -16,12 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import socket
-import threading
 from collections import Counter
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
@@ -34,6 +30,14 @@ from experiments.results import (
     RunRecord,
     read_record,
 )
+from models.metric_keys import (
+    COARSE_LOSS,
+    DOMAIN_LOSS,
+    GENERIC_LOSS,
+    TARGET_LOSS,
+    TASK_SCORES,  # `val/<task>/<score>` in a run's metrics, `<task>/<score>` in the runs table
+    VAL_TOKENS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,18 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]  # the repository
 CONF_DIR = ROOT / "conf"
 # The sweep the notebooks open by default: what `make demo` writes.
 DEMO_SWEEP = "multirun/demo"
-TARGET_LOSS = "val/target_loss"
-GENERIC_LOSS = "val/generic_loss"
-DOMAIN_LOSS = "val/domain/"  # + domain name: held-out loss on one generic domain
-# + coarse cluster name: held-out loss on a coarse cluster's domains (runs over more domains than
-# are evaluated one by one: models/lm.py, EvalGroups)
-COARSE_LOSS = "val/coarse/"
 # The variant every other mixer is measured against.
 BASELINE = "uniform"
-# Scores of a multiple-choice task scored beside the specialist loss (MMLU subjects: see
-# models/scoring.py), `val/<task>/<score>` in a run's metrics and `<task>/<score>` in the runs
-# table; the sign says which way is better (bits per byte: lower).
-TASK_SCORES = {"acc": +1, "acc_per_token": +1, "correct_prob": +1, "bpb": -1}
 
 # Setting column -> the config key it comes from.
 SETTING_KEYS = {
@@ -67,6 +61,7 @@ SETTING_KEYS = {
 NOT_SETTING_PREFIXES = (
     "seed",
     "name",
+    "registration.",
     "mixer.",
     "logger.",
     "paths.",
@@ -77,12 +72,12 @@ NOT_SETTING_PREFIXES = (
 )
 
 
-def _flatten(config: dict, prefix: str = "") -> dict[str, object]:
+def flatten(config: dict, prefix: str = "") -> dict[str, object]:
     """Nested config -> {dotted key: value}; lists become JSON strings (hashable, comparable)."""
     flat = {}
     for key, value in config.items():
         if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = json.dumps(value) if isinstance(value, list) else value
     return flat
@@ -175,7 +170,7 @@ def domain_caption(name: str, labels: dict | None, parts: int = 2) -> str:
 
 def run_row(record: RunRecord, run_dir: str | None) -> dict:
     """One row of the runs table from a run's record."""
-    flat = _flatten(record.config)
+    flat = flatten(record.config)
     mixer_options = record.config.get("mixer") or {"name": record.mixer}
     error = record.error
     epochs = record.domain_epochs or {}
@@ -327,8 +322,8 @@ def validation_curve(run_dir: str | Path, filename: str = METRICS_FILE) -> pd.Da
     if TARGET_LOSS not in metrics:
         return pd.DataFrame()
     val = metrics[metrics[TARGET_LOSS].notna()]
-    columns = [c for c in val.columns if c.startswith("val/") and c != "val/tokens"]
-    return val.set_index("val/tokens")[["step", *columns]].rename_axis("tokens")
+    columns = [c for c in val.columns if c.startswith("val/") and c != VAL_TOKENS]
+    return val.set_index(VAL_TOKENS)[["step", *columns]].rename_axis("tokens")
 
 
 def load_trajectory(run_dir: str | Path, filename: str = TRAJECTORY_FILE) -> pd.DataFrame:
@@ -371,80 +366,3 @@ def mean_weights(runs: pd.DataFrame, which: str = "time_averaged_weights") -> pd
     weights = pd.DataFrame(done[which].tolist(), index=done.index)
     keys = [*setting_columns(runs), "mixer_label"]
     return weights.groupby([done[k] for k in keys], dropna=False).mean()
-
-
-# ---------------------------------------------------------------------------------------------
-# W&B
-
-
-def _wandb_url() -> str:
-    return os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
-
-
-def check_reachable(url: str, timeout: float = 3.0) -> None:
-    """Raise ConnectionError, within `timeout` seconds, unless a TCP connection to the host of
-    `url` opens (name resolution included, which a socket timeout alone does not bound)."""
-    parsed = urlparse(url)
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    outcome: list[BaseException | None] = []
-
-    def connect() -> None:
-        try:
-            socket.create_connection((parsed.hostname, port), timeout=timeout).close()
-            outcome.append(None)
-        except OSError as error:
-            outcome.append(error)
-
-    thread = threading.Thread(target=connect, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    error = outcome[0] if outcome else TimeoutError(f"no answer within {timeout:g} s")
-    if error is not None:
-        raise ConnectionError(
-            f"loading runs from W&B needs network access to {url} ({error}); this machine cannot "
-            "reach it. Analyse the local run directories instead (they hold every result), or "
-            "run this where W&B is reachable (offline runs upload with `wandb sync`)."
-        )
-
-
-_WANDB_STATUS = {"finished": "completed", "crashed": "failed", "failed": "failed"}
-
-
-def wandb_record(config: dict, summary: dict, state: str) -> RunRecord:
-    """A run's record from a W&B run's config, summary and state. Only what W&B holds is filled
-    in: final metrics (logged as `final/<metric>`), the mixer's label, token counts and run
-    time; per-domain epochs and time in training steps stay unknown."""
-    final = {k.removeprefix("final/"): v for k, v in summary.items() if k.startswith("final/")}
-    return RunRecord(
-        status=_WANDB_STATUS.get(state, state),
-        error=None if state != "crashed" else "crashed (see the W&B run logs)",
-        mixer=(config.get("mixer") or {}).get("name", "?"),
-        mixer_label=summary.get("mixer_label"),
-        seed=config.get("seed"),
-        config=config,
-        metrics_final=final,
-        tokens_trained=summary.get("train/tokens", math.nan),
-        probe_tokens=summary.get("train/probe_tokens", math.nan),
-        wall_clock_s=summary.get("_runtime", math.nan),
-    )
-
-
-def load_wandb_runs(
-    project: str, entity: str | None = None, group: str | None = None, timeout: float = 3.0
-) -> pd.DataFrame:
-    """One row per run of a W&B project (optionally one group), through the public API; needs
-    network access and a W&B login. Rows have `wandb_path` instead of a run directory."""
-    check_reachable(_wandb_url(), timeout)
-    import wandb
-
-    api = wandb.Api(timeout=30)
-    path = f"{entity}/{project}" if entity else project
-    runs = api.runs(path, filters={"group": group} if group else None)
-    rows = []
-    for run in runs:
-        row = run_row(wandb_record(dict(run.config), dict(run.summary), run.state), None)
-        row["wandb_path"] = "/".join(run.path)
-        rows.append(row)
-    if not rows:
-        raise LookupError(f"no runs in W&B project {path}" + (f", group {group}" if group else ""))
-    return pd.DataFrame(rows)

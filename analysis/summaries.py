@@ -13,7 +13,9 @@ with a few seeds; one where it is below 1 needs many.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,27 @@ from rich.console import Console
 from rich.table import Table
 
 from analysis.paired import compare
-from analysis.results import BASELINE, load_runs, load_trajectory, setting_columns, task_columns
+from analysis.results import (
+    BASELINE,
+    flatten,
+    load_runs,
+    load_trajectory,
+    setting_columns,
+    task_columns,
+)
+
+SUMMARY_DIR = Path(__file__).resolve().parent / "findings"  # the committed summaries
+
+
+def read_summary(experiment: str, data_dir: Path = SUMMARY_DIR) -> pd.DataFrame | None:
+    path = data_dir / f"{experiment}.csv"
+    if not path.exists():
+        return None
+    runs = pd.read_csv(path)
+    costs = [c for c in ("train_flops", "mixer_flops", "upstream_flops") if c in runs]
+    runs["total_flops"] = runs[costs].fillna(0).sum(axis=1)  # all compute the run stands for
+    return runs
+
 
 RUN_COLUMNS = [
     "mixer_label",
@@ -71,6 +93,51 @@ def weight_oscillation(run_dir: str | None) -> float:
     return float(trajectory.diff().abs().sum(axis=1).iloc[1:].mean())
 
 
+def sign_reversals(run_dir: str | None) -> float:
+    """How often a weight's direction of change flips between consecutive updates: the share
+    of (component, update) pairs, among those where both steps moved it, whose step has the
+    opposite sign of the step before (NaN when nothing moved twice, e.g. a static mixer). An
+    EMA shrinks each step (so `weight_oscillation` falls by construction) but keeps its sign,
+    alpha_new - alpha = beta (alpha_hat - alpha): this measures the pre-EMA update's direction
+    and can show the EMA doing nothing."""
+    if not run_dir:
+        return np.nan
+    steps = np.sign(load_trajectory(run_dir).diff().to_numpy()[1:])
+    both = (steps[1:] != 0) & (steps[:-1] != 0)
+    if not both.any():
+        return np.nan
+    return float((steps[1:] != steps[:-1])[both].mean())
+
+
+def registration_digest(registration: dict) -> str:
+    """A short fingerprint of a registration (a config's `registration`, nested or flattened as
+    the `config.registration.*` columns are): a run records the one it was made under, so a
+    design changed after its runs exist shows in the report ("" without one)."""
+    flat = {k: _plain(v) for k, v in flatten(registration).items() if not _missing(v)}
+    if not flat:
+        return ""
+    return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _plain(value: object) -> str:
+    """One spelling per value, whether it came from YAML or back from a CSV (10000 = 10000.0)."""
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, int | float | np.integer | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _run_registration(row: pd.Series) -> str:
+    prefix = "config.registration."
+    flat = {k.removeprefix(prefix): v for k, v in row.items() if k.startswith(prefix)}
+    return registration_digest(flat)
+
+
 def summarize(runs: pd.DataFrame, keys: list[str] | None = None) -> pd.DataFrame:
     """One row per run: its setting columns (`keys`, by default `identity_columns`), then
     `RUN_COLUMNS`, any task scores (`mmlu/acc`...), the weights' oscillation, then the weights as
@@ -78,6 +145,8 @@ def summarize(runs: pd.DataFrame, keys: list[str] | None = None) -> pd.DataFrame
     keys = identity_columns(runs) if keys is None else keys
     table = runs[keys + RUN_COLUMNS + task_columns(runs)].copy()
     table["weight_oscillation"] = [weight_oscillation(d) for d in runs["run_dir"]]
+    table["sign_reversals"] = [sign_reversals(d) for d in runs["run_dir"]]
+    table["registration"] = [_run_registration(row) for _, row in runs.iterrows()]
     for column in WEIGHT_COLUMNS:
         table[column] = [
             json.dumps({k: round(v, 6) for k, v in w.items()}) if isinstance(w, dict) else ""

@@ -59,7 +59,7 @@ class PeakRSS:
 
 def module_for(data, mixer_name: str, **mixer_options) -> MixtureLM:
     torch.manual_seed(0)
-    mixer_cfg = MIXERS[mixer_name][1](**mixer_options)
+    mixer_cfg = MIXERS[mixer_name].config(**mixer_options)
     lm = MixtureLM(
         GPTConfig(vocab_size=data.vocab_size, context_length=CONTEXT),
         TrainConfig(batch_size=BATCH),

@@ -23,8 +23,8 @@ from benchmarks.common import interleaved, median, print_table, write_results
 from domains.chunking import chunk_text
 from domains.cluster import fit_clustering
 from domains.embed import HASHED, Embedder, EmbeddingConfig
+from domains.schemas import TextDataConfig
 from domains.sources import read_documents
-from domains.text import TextDataConfig
 from domains.tokenizer import encode, train_tokenizer
 
 CONTEXT = 128

@@ -32,9 +32,9 @@ import numpy as np
 import psutil
 
 from benchmarks.common import print_table, write_results
+from domains.schemas import TextDataConfig
 from domains.sources import read_documents
 from domains.store import read_manifest
-from domains.text import TextDataConfig
 
 FILES, TASKS, CONTEXT = 64, 8, 128
 PARALLEL_STAGES = ("EncodeStage", "AssignStage", "CopyStage")

@@ -96,7 +96,7 @@ def make_module(
     train_cfg = TrainConfig(
         batch_size=BATCH, eval_every=10**9, checkpoint_every=10**9, compile=compile
     )
-    mixer = build_mixer(MIXERS[mixer_name][1](**mixer_options), data.mixer_view())
+    mixer = build_mixer(MIXERS[mixer_name].config(**mixer_options), data.mixer_view())
     return MixtureLM(model_cfg, train_cfg, data, mixer, 0, steps)
 
 

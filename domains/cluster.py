@@ -24,6 +24,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from domains.seeds import COARSE_KMEANS_STREAM, FINE_KMEANS_STREAM, derive_seed
+
 FINE_ALLOCATIONS = ("equal", "proportional")
 
 
@@ -99,7 +101,8 @@ def fit_clustering(
     coarse_centroids = coarse_group = None
     groups = np.zeros(n, dtype=np.int64)
     if coarse_domains:
-        coarse_centroids = _kmeans(x, coarse_domains, _seed(seed, 0), niter, restarts)
+        coarse_seed = derive_seed(seed, COARSE_KMEANS_STREAM, bits=31)  # faiss takes a C int
+        coarse_centroids = _kmeans(x, coarse_domains, coarse_seed, niter, restarts)
         coarse_group = _merge_small(
             x,
             coarse_centroids,
@@ -115,9 +118,8 @@ def fit_clustering(
     centroids, fine_group = [], []
     for group, k in enumerate(_allocate(num_domains, coarse_domains, sizes, fine_allocation)):
         members = x[groups == group]
-        centroids.append(
-            _kmeans(members, min(k, len(members)), _seed(seed, 1, group), niter, restarts)
-        )
+        fine_seed = derive_seed(seed, FINE_KMEANS_STREAM, group, bits=31)
+        centroids.append(_kmeans(members, min(k, len(members)), fine_seed, niter, restarts))
         fine_group.append(np.full(len(centroids[-1]), group, dtype=np.int64))
     fine_centroids, fine_group = np.concatenate(centroids), np.concatenate(fine_group)
     fine_domain = _merge_small(x, fine_centroids, fine_group, groups, min_size, "fine", merges)
@@ -159,10 +161,6 @@ def _allocate(num_domains: int, coarse: int, sizes: np.ndarray, allocation: str)
             break
         counts[group] += 1
     return counts.tolist()
-
-
-def _seed(*keys: int) -> int:
-    return int(np.random.SeedSequence(list(keys)).generate_state(1)[0] % 2**31)
 
 
 def _kmeans(x: np.ndarray, k: int, seed: int, niter: int, restarts: int) -> np.ndarray:

@@ -15,10 +15,12 @@ from pathlib import Path
 
 from domains.cache import build_once, stable_hash
 from domains.data import DomainData
+from domains.schemas import EXECUTION_FIELDS, TextDataConfig
 from domains.sources import ORIGIN_FIELD, fingerprint
+from domains.steps import FORMAT
 from domains.store import load_domain_data
 from domains.streaming import prepare_streaming
-from domains.text import EXECUTION_FIELDS, FORMAT, TextDataConfig, build_in_memory
+from domains.text import build_in_memory
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from domains.seeds import stream_rng
+
+
+def check_weights(weights: np.ndarray, n: int) -> np.ndarray:
+    """`weights` as float64, checked to be a mixture over `n` components: that many, finite,
+    >= 0 and not all zero (not normalised). Mixers check their weights with it too."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,):
+        raise ValueError(f"expected {n} weights, got shape {w.shape}")
+    if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"mixture weights must be finite, >= 0 and not all zero: {w}")
+    return w
+
 
 class MixtureSampler:
     def __init__(self, sizes: list[int] | np.ndarray, seed: int):
@@ -72,17 +85,13 @@ class MixtureSampler:
         return self._passes + self._cursor / self.sizes
 
     def _check_weights(self, weights: np.ndarray) -> np.ndarray:
-        w = np.asarray(weights, dtype=np.float64)
-        if w.shape != self.sizes.shape:
-            raise ValueError(f"expected {self.num_domains} weights, got shape {w.shape}")
-        if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
-            raise ValueError(f"mixture weights must be finite, >= 0 and not all zero: {w}")
+        w = check_weights(weights, self.num_domains)
         return w / w.sum()
 
     def _order(self, domain: int) -> np.ndarray:
         order = self._orders.get(domain)
         if order is None:
-            rng = np.random.default_rng([self.seed, domain, int(self._passes[domain])])
+            rng = stream_rng(self.seed, domain, int(self._passes[domain]))
             order = self._orders[domain] = rng.permutation(int(self.sizes[domain]))
         return order
 

@@ -27,7 +27,11 @@ from domains import mmlu
 from domains.cache import file_sha256
 from domains.demo import demo_corpus, demo_version
 
-SOURCES = ("demo", "files", "hf", "mmlu")
+# Sources of a generic pool (each a `data.source`: domains/schemas.py, DATA_SCHEMAS), and those
+# only a specialist set reads.
+GENERIC_SOURCES = ("demo", "files", "hf")
+SPECIALIST_ONLY_SOURCES = ("mmlu",)
+SOURCES = (*GENERIC_SOURCES, *SPECIALIST_ONLY_SOURCES)
 FILE_SUFFIXES = (".txt", ".jsonl", ".parquet")
 HUB_TIMEOUT_S = 5.0
 # A record's field naming where the document comes from (a corpus gathered from several sources

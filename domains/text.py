@@ -1,4 +1,6 @@
-"""Domains from real text: raw documents -> k domains and a specialist set, as token shards.
+"""Domains from real text, built in memory: raw documents -> k domains and a specialist set, as
+token shards. The config is `TextDataConfig` (domains/schemas.py); the steps shared with the
+streaming preparation (domains/streaming.py) are in domains/steps.py.
 
 The pipeline (as in the DGA/CRISP line of work):
 1. read the specialist set's documents and split them, by content, into `train` (the few
@@ -20,29 +22,34 @@ tokenizer are cached by content, so a sweep over the number of domains embeds on
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import time
-import unicodedata
 from collections import defaultdict
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 from tqdm import tqdm
 
-from domains import mmlu
 from domains.cache import texts_digest
 from domains.chunking import chunk_text
-from domains.cluster import Clustering, check_clustering, fit_clustering
-from domains.data import DataConfig, MultipleChoiceTask, TokenSequences
+from domains.cluster import check_clustering, fit_clustering
 from domains.describe import describe_domains
-from domains.embed import Embedder, EmbeddingConfig
-from domains.sources import Document, SourceConfig, provenance, read_documents
+from domains.embed import Embedder
+from domains.schemas import TextDataConfig
+from domains.seeds import HELDOUT_STREAM, stream_rng
+from domains.sources import provenance
+from domains.steps import (
+    Chunk,
+    artifact_manifest,
+    content_key,
+    domain_names,
+    multiple_choice_task,
+    read_all,
+    specialist_domains,
+    specialist_split,
+)
 from domains.store import (
     CLUSTERING_FILE,
     GENERIC_SHARDS,
@@ -55,111 +62,6 @@ from domains.store import (
 from domains.tokenizer import TOKENIZER_FILE, cached_tokenizer, encode, eos_id, token_dtype
 
 log = logging.getLogger(__name__)
-
-FORMAT = 3  # bump when the artifact layout or the pipeline's output changes
-SPECIALIST_STREAM, HELDOUT_STREAM = 1, 2  # independent random streams from data.seed
-
-
-EXECUTORS = ("local", "slurm")
-
-
-@dataclass
-class StreamingConfig:
-    """Bounded-memory preparation of a large corpus on datatrove (domains/streaming.py)."""
-
-    enabled: bool = False
-    # Tasks the corpus's files are split into (each a contiguous block of them), and how many
-    # run at once on this machine (`executor: local`) or as a SLURM job array (`slurm`).
-    tasks: int = 4
-    workers: int = 2
-    executor: str = "local"
-    slurm_partition: str | None = None
-    slurm_time: str = "12:00:00"
-    # A failed task is run again (only the unfinished tasks) up to this many times (local).
-    retries: int = 1
-    # Chunks embedded and tokenized at once by a worker.
-    batch_chunks: int = 1024
-    # Generic chunks the tokenizer is trained on (the first ones read), and embeddings k-means
-    # is fitted on (an even stride over the corpus).
-    tokenizer_sample: int = 20_000
-    kmeans_sample: int = 200_000
-
-    def __post_init__(self) -> None:
-        if self.executor not in EXECUTORS:
-            raise ValueError(
-                f"data.streaming.executor={self.executor!r}: use one of {list(EXECUTORS)}"
-            )
-        if min(self.tasks, self.workers, self.batch_chunks, self.tokenizer_sample) < 1:
-            raise ValueError("data.streaming: tasks, workers, batch_chunks, samples must be >= 1")
-
-
-# Fields that decide how the work runs, not what it produces: outside the artifact's key.
-EXECUTION_FIELDS = ("tasks", "workers", "executor", "slurm_partition", "slurm_time", "retries")
-
-
-@dataclass
-class SpecialistConfig(SourceConfig):
-    """The specialist (target) set: a source with filters, split by content into `train_chunks`
-    chunks a mixer may see (the scarce-data scenario) and `eval_chunks` held-out chunks."""
-
-    train_chunks: int = 32
-    eval_chunks: int = 128
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.source == "mmlu":  # a misspelt subject fails at composition, listing the valid
-            mmlu.check_subjects(self.subject)
-
-
-@dataclass
-class TextDataConfig(SourceConfig, DataConfig):
-    """Domains from real text. The source fields (SourceConfig) describe the generic pool;
-    `specialist` describes the specialist set."""
-
-    source: str = "demo"
-    num_domains: int = 16
-    # Two-level clustering: this many coarse clusters (0: flat), and `num_domains` fine domains
-    # split between them `equal`ly or in `proportional` to their sizes.
-    coarse_domains: int = 0
-    fine_allocation: str = "equal"
-    # Clusters with fewer chunks are merged into a neighbour (reported in the manifest).
-    min_domain_chunks: int = 16
-    # Share of every domain's chunks held out, in whole documents (at least one sequence's worth).
-    heldout_fraction: float = 0.1
-    # Chunks are `context_length * chars_per_token` characters; shorter than
-    # `min_chunk_fraction` of that and they are dropped as near-empty.
-    chars_per_token: float = 4.0
-    min_chunk_fraction: float = 0.25
-    vocab_size: int = 4096
-    kmeans_iterations: int = 20
-    kmeans_restarts: int = 3
-    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
-    specialist: SpecialistConfig = field(default_factory=SpecialistConfig)
-    # Large corpora: bounded-memory preparation on datatrove, locally or on SLURM
-    # (domains/streaming.py).
-    streaming: StreamingConfig = field(default_factory=StreamingConfig)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.source == "mmlu":
-            raise ValueError(
-                "MMLU is a specialist set, not a generic pool: use data.specialist.source=mmlu "
-                "with data.specialist.subject=<subject>"
-            )
-        if self.streaming.enabled and (
-            self.source not in ("files", "hf") or self.max_documents is not None
-        ):
-            raise ValueError(
-                "data.streaming.enabled=true reads a corpus of files (data.source=files) or a "
-                "Hugging Face dataset (data.source=hf), in full: no data.max_documents"
-            )
-
-
-class Chunk(NamedTuple):
-    doc_id: str
-    text: str
-    doc_key: str  # its document's `content_key`: copies of the document under other ids share it
-    origin: str = ""  # its document's origin (`Document.origin`), counted in domain descriptions
 
 
 class _Timer:
@@ -270,166 +172,12 @@ def build_in_memory(
     write_manifest(out, manifest)
 
 
-def artifact_manifest(
-    *,
-    key: str,
-    cfg: TextDataConfig,
-    cache_dir: Path,
-    seq_len: int,
-    tokenizer,
-    generic: dict,
-    specialist: dict[str, list[Chunk]],
-    scored: list[mmlu.Question],
-    target_domain: np.ndarray,
-    clustering: Clustering,
-    domains: list[dict],
-    shards: dict,
-    timings: dict,
-) -> dict:
-    """The manifest of an artifact (domains/store.py), in-memory or streaming: `generic` the
-    generic corpus's statistics, `domains` each domain's chunks, sections and description."""
-    k = clustering.num_domains
-    coarse_of = clustering.coarse_of()
-    return {
-        "format": FORMAT,
-        "key": key,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "seq_len": seq_len,
-        "vocab_size": tokenizer.get_vocab_size(),
-        "eos_id": eos_id(tokenizer),
-        "config": asdict(cfg),
-        "generic": generic,
-        "specialist": {
-            "documents": len({c.doc_id for part in specialist.values() for c in part}),
-            "train_chunks": len(specialist["train"]),
-            "eval_chunks": len(specialist["eval"]),
-            "scored_questions": len(scored),
-            "train_tokens": shards[SPECIALIST_SHARDS["train"]]["tokens"],
-            "eval_tokens": shards[SPECIALIST_SHARDS["eval"]]["tokens"],
-            "train_sequences_per_domain": np.bincount(target_domain, minlength=k).tolist(),
-            "provenance": provenance(cfg.specialist, cache_dir),
-        },
-        "domains": [
-            {"name": name, "coarse": None if coarse_of is None else int(coarse_of[d]), **entry}
-            for d, (name, entry) in enumerate(zip(domain_names(k), domains, strict=True))
-        ],
-        "merges": clustering.merges,
-        "shards": shards,
-        "timings_s": timings,
-    }
-
-
-def domain_names(k: int) -> list[str]:
-    width = len(str(k - 1))
-    return [f"domain_{d:0{width}d}" for d in range(k)]
-
-
-def content_key(text: str) -> str:
-    """What identifies a text's content: a hash of its NFKC form, lowercased, with whitespace runs
-    collapsed, so copies that differ only in case, spacing or Unicode form count as one text."""
-    normal = " ".join(unicodedata.normalize("NFKC", text).lower().split())
-    return hashlib.sha1(normal.encode("utf-8", errors="surrogatepass")).hexdigest()
-
-
-def _read(source: SourceConfig, cache_dir: Path, what: str) -> list[Document]:
-    return list(tqdm(read_documents(source, cache_dir), desc=f"reading {what}", unit="doc"))
-
-
-def specialist_split(
-    cfg: TextDataConfig, cache_dir: Path, max_chars: int, min_chars: int
-) -> tuple[dict[str, list[Chunk]], set[str], list[mmlu.Question]]:
-    """Specialist `train` and `eval` chunks, from documents in a seeded random order, the
-    content keys of every document and chunk used (to remove from the generic pool), and the
-    questions to score (MMLU: `_mmlu_split`; none for a text source).
-
-    The split is by content, not by id: corpora repeat documents under other ids (the demo's BBC
-    slices do), and documents share text. So a document whose content is already used is skipped,
-    and so is a chunk whose content is: no text is in both `train` and `eval`."""
-    spec = cfg.specialist
-    docs = _read(spec, cache_dir, "specialist documents")
-    if not docs:
-        raise ValueError(
-            f"the specialist set has no documents: source {spec.source!r} with filters "
-            f"include={spec.include}, exclude={spec.exclude}, where={spec.where} matched nothing"
-        )
-    if spec.source == "mmlu":
-        return _mmlu_split(docs, max_chars)
-    wanted = {"train": spec.train_chunks, "eval": spec.eval_chunks}
-    split = {"train": [], "eval": []}
-    used: set[str] = set()
-    for i in np.random.default_rng([cfg.seed, SPECIALIST_STREAM]).permutation(len(docs)):
-        part = "train" if len(split["train"]) < wanted["train"] else "eval"
-        if len(split[part]) >= wanted[part]:
-            break
-        doc, doc_key = docs[i], content_key(docs[i].text)
-        if doc_key in used:
-            continue
-        pieces: dict[str, str] = {}  # content key -> the first chunk with that content
-        for piece in chunk_text(doc.text, max_chars, min_chars):
-            pieces.setdefault(content_key(piece), piece)
-        new = [key for key in pieces if key not in used][: wanted[part] - len(split[part])]
-        split[part] += [Chunk(doc.id, pieces[key], doc_key) for key in new]
-        if new:
-            used.update([doc_key, *new])
-    if any(len(split[p]) < wanted[p] for p in split):
-        raise ValueError(
-            f"the specialist set has {len(split['train']) + len(split['eval'])} chunks in "
-            f"{len(docs)} documents, fewer than train_chunks + eval_chunks = "
-            f"{wanted['train'] + wanted['eval']}"
-        )
-    return split, used, []
-
-
-def _mmlu_split(
-    docs: list[Document], max_chars: int
-) -> tuple[dict[str, list[Chunk]], set[str], list[mmlu.Question]]:
-    """MMLU's own split: every `dev` question (with its answer) is specialist `train` text, and
-    every `test` question is `eval` text and a scored question, unless its prompt is also a
-    `dev` prompt (compared by content): then it is dropped, so no question is on both sides.
-    A question is one chunk (more if longer than a chunk; none is too short to keep)."""
-    questions = {
-        part: [d.fields["question"] for d in docs if d.fields["split"] == split]
-        for part, split in mmlu.SPLITS.items()
-    }
-    seen = {content_key(q.prompt) for q in questions["train"]}
-    questions["eval"] = [q for q in questions["eval"] if content_key(q.prompt) not in seen]
-    split = {
-        part: [
-            Chunk(q.id, piece, content_key(q.text))
-            for q in part_questions
-            for piece in chunk_text(q.text, max_chars, min_chars=1)
-        ]
-        for part, part_questions in questions.items()
-    }
-    used = {
-        k for chunks in split.values() for c in chunks for k in (c.doc_key, content_key(c.text))
-    }
-    return split, used, questions["eval"]
-
-
-def multiple_choice_task(questions: list[mmlu.Question], tokenizer) -> MultipleChoiceTask:
-    """The questions tokenised as the model is scored on them: the prompt, and each choice as a
-    continuation encoded on its own (a leading space, as after "Answer:")."""
-    continuations = [[q.continuation(c) for c in range(len(q.choices))] for q in questions]
-    flat = encode(tokenizer, [text for texts in continuations for text in texts])
-    ends = np.cumsum([len(texts) for texts in continuations])
-    return MultipleChoiceTask(
-        name="mmlu",
-        prompts=encode(tokenizer, [q.prompt for q in questions]),
-        choices=[
-            flat[end - len(texts) : end] for end, texts in zip(ends, continuations, strict=True)
-        ],
-        choice_bytes=[[len(t.encode("utf-8")) for t in texts] for texts in continuations],
-        answers=np.array([q.answer for q in questions]),
-    )
-
-
 def _generic_chunks(
     cfg: TextDataConfig, cache_dir: Path, max_chars: int, min_chars: int, exclude: set[str]
 ) -> tuple[list[Chunk], dict]:
     """The generic pool's chunks, less the documents and chunks whose content key is in
     `exclude` (the specialist set's), and statistics for the manifest."""
-    docs = _read(cfg, cache_dir, "generic documents")
+    docs = read_all(cfg, cache_dir, "generic documents")
     if not docs:
         raise ValueError(
             f"the generic source {cfg.source!r} yielded no documents (paths={cfg.paths}, "
@@ -493,7 +241,7 @@ def _heldout_mask(
     tokens = np.bincount(domains, lengths, minlength=k)
     held_chunks, held_tokens = np.zeros(k), np.zeros(k)
     heldout = np.zeros(len(chunks), dtype=bool)
-    for u in np.random.default_rng([cfg.seed, HELDOUT_STREAM]).permutation(len(units)):
+    for u in stream_rng(cfg.seed, HELDOUT_STREAM).permutation(len(units)):
         short = (held_chunks < wanted) | (held_tokens <= seq_len)
         if not short.any():
             break
@@ -516,18 +264,3 @@ def _heldout_mask(
             "min_domain_chunks or lower num_domains (larger domains), or lower heldout_fraction"
         )
     return heldout
-
-
-def specialist_domains(
-    tokens: np.ndarray, seq_len: int, tokenizer, embedder: Embedder, clustering
-) -> np.ndarray:
-    """The nearest domain of every specialist `train` sequence, from the embedding of its text."""
-    sequences = TokenSequences(tokens, seq_len)
-    if len(sequences) == 0:
-        raise ValueError(
-            f"the specialist train split has {len(tokens)} tokens, less than one sequence "
-            f"({seq_len + 1}); raise specialist.train_chunks"
-        )
-    rows = sequences[np.arange(len(sequences))]
-    texts = tokenizer.decode_batch(rows[:, :seq_len].tolist(), skip_special_tokens=True)
-    return clustering.assign(embedder.encode_cached(texts))

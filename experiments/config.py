@@ -22,10 +22,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from domains.synthetic import SyntheticDataConfig
-from domains.text import TextDataConfig
-from mixers import MIXERS
-from mixers.regmix import RegMixConfig
+from domains.schemas import DATA_SCHEMAS
+from experiments.regmix import RegMixConfig
+from mixers import MIXERS, mixer_spec
 from models.gpt import GPTConfig
 from models.train_config import TrainConfig
 
@@ -85,6 +84,8 @@ class Family:
 
     comparisons: list[str] = MISSING
     metric: str = "target_loss"
+    # Only the runs whose summary columns hold these values (e.g. one of several targets).
+    where: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -119,19 +120,6 @@ class Config:
     registration: Registration | None = None
 
 
-# Real-text sources share one schema; `data=demo|files|hf` picks a preset of it.
-DATA_SCHEMAS = {
-    "synthetic": SyntheticDataConfig,
-    "demo": TextDataConfig,
-    "files": TextDataConfig,
-    "hf": TextDataConfig,
-}
-
-
-# Trainer precisions whose parameters are not kept in 32 bits: finite-difference alignment moves
-# the parameters by a relative 1e-4, which such parameters cannot represent.
-LOW_PRECISION_PARAMETERS = ("bf16-true", "16-true", "transformer-engine")
-
 # Trainer options of Lightning's automatic optimization, which the module replaces with its own
 # step (models/lm.py): their Lightning default, and what to set instead.
 AUTOMATIC_OPTIMIZATION_ONLY = {
@@ -143,8 +131,8 @@ AUTOMATIC_OPTIMIZATION_ONLY = {
 
 def check_config(cfg: DictConfig) -> None:
     """What the schemas' types cannot say, checked before any data is prepared: every group
-    instantiates (running the range checks of its schema), the groups agree, and a checkpoint
-    named by `train.resume` is one."""
+    instantiates (running the range checks of its schema), the groups agree (the mixer's own
+    checks: `Mixer.check_config`), and a checkpoint named by `train.resume` is one."""
     for group in ("data", "model", "mixer", "train"):
         OmegaConf.to_object(cfg[group])
     one_step = cfg.train.batch_size * cfg.model.context_length
@@ -153,38 +141,21 @@ def check_config(cfg: DictConfig) -> None:
             f"train.tokens={cfg.train.tokens} is less than one training step "
             f"(train.batch_size x model.context_length = {one_step} tokens)"
         )
-    if (
-        cfg.mixer.get("alignment") == "finite_difference"
-        and cfg.trainer.precision in LOW_PRECISION_PARAMETERS
-    ):
-        raise ValueError(
-            f"mixer.alignment=finite_difference needs 32-bit parameters, and trainer.precision="
-            f"{cfg.trainer.precision} keeps them in 16 bits: use a *-mixed precision (the "
-            "mixer's passes then run in fp32) or mixer.alignment=backward"
-        )
     for key, (default, instead) in AUTOMATIC_OPTIMIZATION_ONLY.items():
         if cfg.trainer.get(key, default) != default:
             raise ValueError(
                 f"trainer.{key} is not supported: the module takes its own optimizer step "
                 f"(manual optimization); {instead}"
             )
-    _check_static_weights(cfg)
+    # What the mixer's schema cannot check on its own options (e.g. static weights against the
+    # number of domains).
+    mixer_spec(cfg.mixer.name).mixer.check_config(cfg)
     resume = cfg.train.resume
     if resume not in (None, "auto"):
         # Imports Lightning, so only for this option; the file's tensors are mapped, not read.
         from experiments.checkpoints import check_resume_file
 
         check_resume_file(Path(resume))
-
-
-def _check_static_weights(cfg: DictConfig) -> None:
-    """Static weights, one per domain: synthetic data has exactly `data.num_domains` domains,
-    prepared text at most that many (clusters too small are merged)."""
-    if cfg.mixer.name != "static" or cfg.mixer.get("weights") is None:
-        return
-    given, k = len(cfg.mixer.weights), cfg.data.num_domains
-    if given > k or (cfg.data.source == "synthetic" and given != k):
-        raise ValueError(f"mixer.weights has {given} weights for data.num_domains={k} domains")
 
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -196,7 +167,7 @@ def mixer_defaults(name: str) -> dict | None:
     None when this checkout does not know the mixer."""
     parts = []
     if name in MIXERS:
-        parts.append(OmegaConf.structured(MIXERS[name][1]))
+        parts.append(OmegaConf.structured(MIXERS[name].config))
     option = CONF_DIR / "mixer" / f"{name}.yaml"
     if option.exists():
         yaml = OmegaConf.load(option)
@@ -315,5 +286,5 @@ def register_configs() -> None:
     cs.store(name="config_schema", node=Config)
     for name, schema in DATA_SCHEMAS.items():
         cs.store(group="schema/data", name=name, node=schema)
-    for name, (_, schema) in MIXERS.items():
-        cs.store(group="schema/mixer", name=name, node=schema)
+    for name, spec in MIXERS.items():
+        cs.store(group="schema/mixer", name=name, node=spec.config)

@@ -2,9 +2,9 @@
 
 A pipeline experiment sets `pipeline.method` (schema: experiments/config.py `PipelineConfig`):
 
-- `regmix` (mixers/regmix.py): a swarm of static runs on sampled mixtures (swarm/<i>), a LightGBM
-  regression from mixture to specialist loss, the final run on its proposal (final/) and the swarm
-  oracle, the swarm's best mixture retrained at full budget (oracle/);
+- `regmix` (experiments/regmix.py): a swarm of static runs on sampled mixtures (swarm/<i>), a
+  LightGBM regression from mixture to specialist loss, the final run on its proposal (final/) and
+  the swarm oracle, the swarm's best mixture retrained at full budget (oracle/);
 - `doremi`: the DoReMi chain, a uniform reference run (reference/), the DoReMi proxy that reweights
   against it (proxy/: `mixer=doremi mixer.reference=<reference>`) and the final run on the proxy's
   time-averaged weights (final/: `mixer=static mixer.path=<proxy> mixer.which=time_averaged`);
@@ -20,8 +20,8 @@ mixer. Stages are re-launched on every run of the pipeline and experiments.train
 already completed, so re-running the same command resumes the pipeline where it stopped.
 
 A stage whose mixer reuses another stage's output records the compute that produced it as its
-`upstream_flops` (the mixture files of mixers/static.py; a reference run's FLOPs for DoReMi): so
-RegMix's final and oracle runs carry the whole swarm's training FLOPs. The pipeline writes
+`upstream_flops` (the mixture files of mixers/mixture_file.py; a reference run's FLOPs for
+DoReMi): so RegMix's final and oracle runs carry the whole swarm's training FLOPs. The pipeline writes
 `pipeline.json` (`SUMMARY_FILE`): the stages' run directories and results and, for RegMix, the
 swarm (size, FLOPs, losses), the regressor's held-out Spearman rho, the proposal and the oracle.
 """
@@ -45,8 +45,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from domains.loading import load_data
 from experiments.config import CONF_DIR, check_config, register_configs
-from experiments.results import RESULTS_FILE, read_record, write_json_atomic
-from mixers.regmix import (
+from experiments.regmix import (
     RegMixConfig,
     fit_regressor,
     heldout_spearman,
@@ -54,14 +53,15 @@ from mixers.regmix import (
     propose,
     sample_swarm,
 )
-from mixers.static import write_mixture_file
+from experiments.results import RESULTS_FILE, read_record, write_json_atomic
+from mixers import write_mixture_file
+from models.metric_keys import TARGET_LOSS
 
 log = logging.getLogger(__name__)
 register_configs()
 
 SUMMARY_FILE = "pipeline.json"
 SWARM_FILE = "swarm.json"
-TARGET_LOSS = "val/target_loss"
 
 
 def _quoted(value: object) -> str:

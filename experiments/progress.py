@@ -16,6 +16,8 @@ from typing import TextIO
 from lightning.pytorch.callbacks import ProgressBar as LightningProgressBar
 from lightning.pytorch.callbacks import RichProgressBar
 
+from models.metric_keys import TARGET_LOSS, VAL_TOKENS
+
 REDRAWS_PER_SECOND = 10
 # In a log file, a progress bar is written when it starts, then at most this often, and when done.
 LOG_EVERY_S = 30.0
@@ -72,12 +74,12 @@ class EvaluationLines(LightningProgressBar):
 
     def on_validation_end(self, trainer, pl_module) -> None:
         metrics = trainer.callback_metrics
-        if not self.enabled or "val/target_loss" not in metrics:
+        if not self.enabled or TARGET_LOSS not in metrics:
             return
-        tokens = int(metrics["val/tokens"]) if "val/tokens" in metrics else 0
+        tokens = int(metrics[VAL_TOKENS]) if VAL_TOKENS in metrics else 0
         print(
             f"step {trainer.global_step}/{trainer.max_steps}: {tokens:,} tokens, "
-            f"target loss {float(metrics['val/target_loss']):.4f}",
+            f"target loss {float(metrics[TARGET_LOSS]):.4f}",
             flush=True,
         )
 

@@ -68,7 +68,7 @@ class RunRecord:
     collapsed: bool | None = None
     final_domain_weights: dict | None = None
     # The mixture over the domains that a fresh model should sample to reuse the mixer's choice
-    # (also in the run's mixture file, mixers/static.py).
+    # (also in the run's mixture file, mixers/mixture_file.py).
     final_mixture: dict | None = None
     time_averaged_mixture: dict | None = None
     domain_epochs: dict | None = None

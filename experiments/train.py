@@ -7,12 +7,8 @@ Writes into the Hydra run directory: results.json (see experiments/results.py), 
 
 from __future__ import annotations
 
-import csv
-import dataclasses
 import logging
 import math
-import os
-import secrets
 import signal
 import time
 import traceback
@@ -23,7 +19,6 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -42,10 +37,12 @@ from experiments.config import (
     mixer_label,
     register_configs,
 )
+from experiments.loggers import finish_wandb, run_loggers
 from experiments.preemption import SaveOnSignal
 from experiments.profiler import NoProfiler
 from experiments.progress import progress_bar, readable_progress
-from experiments.quiet import quiet_lightning, wandb_settings
+from experiments.quiet import quiet_lightning
+from experiments.record_check import completed_run
 from experiments.reference import load_reference, reference_record
 from experiments.results import (
     METRICS_FILE,
@@ -57,185 +54,20 @@ from experiments.results import (
     write_trajectory,
 )
 from experiments.runlock import lock_holder, lock_run_dir
-from mixers import MIXERS, build_mixer
-from mixers.collapse import collapsed
-from mixers.static import MIXTURE_FILE, write_mixture_file
-from mixers.uniform import UniformConfig
+from experiments.upstream import Upstream, plan
+from mixers import (
+    MIXTURE_FILE,
+    build_mixer,
+    collapsed,
+    mixer_spec,
+    write_mixture_file,
+)
 from models.lm import MixtureLM
+from models.metric_keys import GENERIC_LOSS, TARGET_LOSS
 
 log = logging.getLogger(__name__)
 register_configs()
 quiet_lightning()
-
-
-def _wandb_logger(cfg: DictConfig, run_dir: Path, domain_labels: dict[str, str]) -> WandbLogger:
-    mode = cfg.logger.mode
-    if mode not in ("offline", "online", "disabled"):
-        raise ValueError(f"logger.mode must be offline, online or disabled, got {mode!r}")
-    if mode == "online" and not os.environ.get("WANDB_API_KEY"):
-        netrc = Path.home() / ".netrc"
-        if not (netrc.exists() and "api.wandb.ai" in netrc.read_text()):
-            raise RuntimeError(
-                "logger.mode=online needs a W&B key: set WANDB_API_KEY or run `wandb login`; "
-                "or use logger.mode=offline and `wandb sync` later"
-            )
-    # Tags make a sweep's runs filterable in the W&B UI by what varies across them.
-    tags = [
-        f"mixer:{cfg.mixer.name}",
-        f"k:{cfg.data.num_domains}",
-        f"tokens:{cfg.train.tokens}",
-        f"seed:{cfg.seed}",
-        *cfg.logger.tags,
-    ]
-    if cfg.data.tokens_per_domain is not None:
-        tags.append(f"tokens_per_domain:{cfg.data.tokens_per_domain}")
-    return WandbLogger(
-        id=_wandb_run_id(run_dir),
-        resume="allow",  # a resumed run (crash, kill, requeue) continues the same W&B run
-        project=cfg.logger.project,
-        entity=cfg.logger.entity,
-        group=cfg.logger.group,
-        tags=tags,
-        mode=mode,
-        save_dir=str(run_dir),
-        name=run_dir.name,
-        # The domains' descriptions: the metrics and weights name them domain_00, domain_01...
-        config={**OmegaConf.to_container(cfg, resolve=True), "domain_labels": domain_labels},
-        settings=wandb_settings(cfg.logger.quiet),
-    )
-
-
-WANDB_ID_FILE = "wandb_run_id"
-
-
-def _wandb_run_id(run_dir: Path) -> str:
-    """The W&B run id of this run directory, chosen at its first start and kept in the directory,
-    so that every later start of the run logs to the same W&B run (one history curve)."""
-    path = run_dir / WANDB_ID_FILE
-    if path.exists():
-        return path.read_text().strip()
-    run_id = secrets.token_hex(4)  # W&B run ids: lowercase letters and digits
-    if rank_zero_only.rank == 0:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(run_id + "\n")
-    return run_id
-
-
-def _wandb_summary(metrics: dict[str, float], domain_labels: dict[str, str]) -> dict[str, float]:
-    """The final metrics for the W&B run summary, a domain's loss named with its description
-    (`final/val/domain/domain_03 (bbc/tech: mobile, phone, users)`)."""
-    summary = {}
-    for key, value in metrics.items():
-        name = key.rsplit("/", 1)[-1]
-        label = domain_labels.get(name, name)
-        summary[f"final/{key}" + (f" ({label})" if label != name else "")] = value
-    return summary
-
-
-def _carry_over_metrics(csv_logger: CSVLogger, resumed_step: int) -> None:
-    """Keep the metric history of a resumed run.
-
-    Lightning's CSV logger deletes an existing metrics.csv, so the rows logged before the
-    checkpoint are read first and logged again, and written at once (rows after it are
-    re-created by the resumed run).
-    """
-    path = Path(csv_logger.log_dir) / METRICS_FILE
-    if not path.exists():
-        return
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    for row in rows:
-        step = int(row.pop("step"))
-        if step < resumed_step:
-            csv_logger.experiment.log_metrics(
-                {key: float(value) for key, value in row.items() if value != ""}, step
-            )
-    csv_logger.experiment.save()
-
-
-def _named(names: list[str], values) -> dict[str, float]:
-    return {name: float(v) for name, v in zip(names, values, strict=True)}
-
-
-def _without_nulls(config: dict) -> dict:
-    """The config without its null options: an option added to a schema later (null by
-    default) is absent from older records, and must not make their runs look different."""
-    return {
-        key: _without_nulls(value) if isinstance(value, dict) else value
-        for key, value in config.items()
-        if value is not None
-    }
-
-
-def _comparable(config: dict) -> dict:
-    """The parts of a resolved config that decide a run's outcome (not how it is resumed)."""
-    config = {**config, "train": {**config["train"]}}
-    config["train"].pop("resume", None)
-    config.pop("paths", None)
-    return _without_nulls(config)
-
-
-_NO_DEFAULT = object()  # an option without a schema default
-
-
-def _schema_default(cfg: DictConfig, path: tuple[str, ...], key: str) -> object:
-    """The default of option `key` of the config node at `path`, from its dataclass schema
-    (`_NO_DEFAULT` when the node has none), as a plain value."""
-    node = OmegaConf.select(cfg, ".".join(path)) if path else cfg
-    schema = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None
-    fields = (
-        {f.name: f for f in dataclasses.fields(schema)} if dataclasses.is_dataclass(schema) else {}
-    )
-    if key not in fields:
-        return _NO_DEFAULT
-    field = fields[key]
-    if field.default is not dataclasses.MISSING:
-        default = field.default
-    elif field.default_factory is not dataclasses.MISSING:
-        default = field.default_factory()
-    else:
-        return _NO_DEFAULT
-    if dataclasses.is_dataclass(default):
-        return OmegaConf.to_container(OmegaConf.structured(default), resolve=True)
-    return default
-
-
-def _without_added_defaults(
-    current: dict, previous: dict, cfg: DictConfig, path: tuple[str, ...] = ()
-) -> dict:
-    """`current` without the options that an older record `previous` lacks and that hold their
-    schema default: an option added to a schema later leaves the runs made before it as they
-    were (they ran as its default does), so it must not make them look different."""
-    kept = {}
-    for key, value in current.items():
-        if key not in previous:
-            default = _schema_default(cfg, path, key)
-            if isinstance(default, dict) and isinstance(value, dict):
-                default = _without_nulls(default)
-            if value != default:
-                kept[key] = value
-        elif isinstance(value, dict) and isinstance(previous[key], dict):
-            kept[key] = _without_added_defaults(value, previous[key], cfg, (*path, key))
-        else:
-            kept[key] = value
-    return kept
-
-
-def _completed_run(cfg: DictConfig, run_dir: Path) -> RunRecord | None:
-    """The record of this same run if it already completed in this directory (a re-run of a
-    sweep skips it); an error if the directory holds a different run."""
-    if cfg.train.resume != "auto" or not (run_dir / RESULTS_FILE).exists():
-        return None
-    previous = read_record(run_dir)
-    before = _comparable(previous.config)
-    current = _comparable(OmegaConf.to_container(cfg, resolve=True))
-    if before != _without_added_defaults(current, before, cfg):
-        raise RuntimeError(
-            f"{run_dir} holds a run with a different config; give this run another "
-            "directory (e.g. another `name=`) or delete the old one"
-        )
-    # A diverged run diverges again: it is as finished as a completed one.
-    return previous if previous.status in ("completed", "diverged") else None
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict:
@@ -267,27 +99,24 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
     # Again here: a parallel sweep's workers (joblib's loky) receive this module's functions by
     # value when it runs as __main__, without running its module-level code.
     quiet_lightning()
-    check_config(cfg)
-    check_not_pipeline(cfg)
-    if MIXERS[cfg.mixer.name][0].needs_reference and not cfg.mixer.reference:
-        cfg = _with_reference(cfg, run_dir)
-    done = _completed_run(cfg, run_dir)
+    cfg, upstream = _checked(cfg, run_dir)
+    done = completed_run(cfg, run_dir)
     if done is not None:
         log.info("%s already %s; skipping", run_dir, done.status)
         return done.to_dict()
-    if MIXERS[cfg.mixer.name][0].needs_reference:
+    upstream.train(train)
+    if mixer_spec(cfg.mixer.name).mixer.needs_reference:
         reference_record(cfg.mixer.reference)  # a wrong directory fails before any data is loaded
-    is_rank_zero = rank_zero_only.rank == 0
     started = time.time()
     record = RunRecord(
         status="running",
         run_dir=str(run_dir),
         mixer=cfg.mixer.name,
-        mixer_label=mixer_label(OmegaConf.to_container(cfg.mixer, resolve=True)),
+        mixer_label=mixer_label(upstream.label_options()),
         seed=cfg.seed,
         config=OmegaConf.to_container(cfg, resolve=True),
     )
-    if is_rank_zero:
+    if rank_zero_only.rank == 0:
         write_record(run_dir, record)
     lm = None
     loggers = []
@@ -295,109 +124,26 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
     on_signal.install()  # from now on a signal stops the run cleanly, whatever it is doing
     try:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-        model_cfg = OmegaConf.to_object(cfg.model)
-        data = load_data(
-            OmegaConf.to_object(cfg.data),
-            seq_len=model_cfg.context_length,
-            cache_dir=Path(cfg.paths.cache_dir).expanduser(),
-        )
-        model_cfg.vocab_size = data.vocab_size
-        mixer = build_mixer(OmegaConf.to_object(cfg.mixer), data.mixer_view(seed=cfg.seed))
-        reference = None
-        if mixer.needs_reference:  # not checkpointed: a resumed run loads it again
-            reference = load_reference(
-                cfg.mixer.reference,
-                data.names,
-                data.vocab_size,
-                data.seq_len,
-                OmegaConf.to_container(cfg.data, resolve=True),
-            )
-            mixer.upstream_flops = reference.upstream_flops
-
+        data, model_cfg, mixer, reference = _load(cfg)
         resumable = resume_checkpoint(cfg.train.resume, run_dir)
-        checkpoint = resumable.path if resumable else None
-        # Every row goes to disk as it is logged: a killed run keeps its metric history.
-        csv_logger = CSVLogger(
-            save_dir=str(run_dir), name="", version="", flush_logs_every_n_steps=1
-        )
-        if resumable is not None:
-            _carry_over_metrics(csv_logger, resumable.step)
-        loggers = [csv_logger]
-        if cfg.logger.wandb and cfg.logger.mode != "disabled":
-            loggers.append(_wandb_logger(cfg, run_dir, data.domain_labels()))
-        plugins = [KeepPreviousCheckpointIO()]
-        if (
-            SLURMEnvironment.detect()
-        ):  # requeueing is submitit's and SaveOnSignal's, not Lightning's
-            plugins.append(SLURMEnvironment(auto_requeue=False))
-        trainer = L.Trainer(
-            **OmegaConf.to_container(cfg.trainer),
-            max_steps=1,  # set below, once the world size is known
-            logger=loggers,
-            plugins=plugins,
-            profiler=NoProfiler(),
-            callbacks=[
-                on_signal,
-                ModelCheckpoint(
-                    dirpath=run_dir / "checkpoints",
-                    every_n_train_steps=cfg.train.checkpoint_every,
-                    save_last=True,
-                    save_top_k=0,
-                    # Always last.ckpt (not last-v1.ckpt beside a copied-in last.ckpt).
-                    enable_version_counter=False,
-                ),
-                progress_bar(),
-            ],
-            log_every_n_steps=cfg.train.log_every,
-            num_sanity_val_steps=0,
-            check_val_every_n_epoch=None,
-            use_distributed_sampler=False,
-            enable_model_summary=False,
-            default_root_dir=str(run_dir),
-        )
+        loggers = run_loggers(cfg, run_dir, data.domain_labels(), resumable)
+        trainer = _trainer(cfg, run_dir, loggers, on_signal)
         tokens_per_step = cfg.train.batch_size * data.seq_len * trainer.world_size
         max_steps = math.ceil(cfg.train.tokens / tokens_per_step)
         # The step count depends on the world size, which only the Trainer resolves.
         trainer.fit_loop.epoch_loop.max_steps = max_steps
         trainer.val_check_interval = min(cfg.train.eval_every, max_steps)
-
-        lm = MixtureLM(
-            model_cfg,
-            OmegaConf.to_object(cfg.train),
-            data,
-            mixer,
-            cfg.seed,
-            max_steps,
-            reference=reference,
-        )
-        if checkpoint is None:
-            trainer.validate(lm, verbose=False)
-            lm.initial_metrics = lm.last_metrics
-        else:
-            log.info("Resuming from %s", checkpoint)
-        trainer.fit(lm, ckpt_path=checkpoint, weights_only=True)
+        train_cfg = OmegaConf.to_object(cfg.train)
+        lm = MixtureLM(model_cfg, train_cfg, data, mixer, cfg.seed, max_steps, reference=reference)
+        _fit(trainer, lm, resumable.path if resumable else None)
         if on_signal.preempted:
             log.warning(
                 "Stopped by a signal at step %d; a re-run continues from there", lm.global_step
             )
             record.status = "preempted"
         else:
-            if lm.last_validated_step != trainer.global_step:
-                trainer.validate(lm, verbose=False)
-            if lm.saved_step != trainer.global_step:
-                # last.ckpt holds the final model (what `mixer.reference=<this run>` loads);
-                # the full state a resume needs, not the weights alone.
-                trainer.save_checkpoint(run_dir / "checkpoints" / LAST, weights_only=False)
-            record.status = "completed"
-            diverged_step = _diverged_step(lm)
-            if diverged_step is not None:  # listed with the problem runs, never ranked
-                record.status, record.diverged_step = "diverged", diverged_step
-                record.error = {
-                    "type": "Diverged",
-                    "message": f"the loss is not finite from step {diverged_step} on",
-                    "traceback": None,
-                }
-                log.warning("%s diverged: %s", run_dir, record.error["message"])
+            _finish(trainer, lm, run_dir)
+            _judge(record, lm, run_dir)
     except SIGTERMException:  # Lightning's SIGTERM handler, in place for a moment: a SystemExit
         on_signal.caught = on_signal.caught or signal.SIGTERM
         record.status = "preempted"
@@ -411,23 +157,128 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
         raise
     finally:
         record.wall_clock_s = time.time() - started
-        if lm is not None:
-            record.update(**_run_summary(lm))
-        if is_rank_zero:
-            if lm is not None:
-                write_trajectory(run_dir / TRAJECTORY_FILE, lm.mixer.weight_names, lm.trajectory)
-            if record.status == "completed":
-                _write_mixture_file(run_dir, record)
-            write_record(run_dir, record)
-        for logger in loggers:
-            if isinstance(logger, WandbLogger) and lm is not None:
-                summary = _wandb_summary(lm.last_metrics or {}, lm.data.domain_labels())
-                logger.experiment.summary.update({**summary, "mixer_label": record.mixer_label})
-                logger.experiment.finish()
+        _close(record, lm, loggers, run_dir)
         on_signal.restore()
     if on_signal.preempted:
         on_signal.hand_on()
     return record.to_dict()
+
+
+def _checked(cfg: DictConfig, run_dir: Path) -> tuple[DictConfig, Upstream]:
+    """The config, checked before any data is prepared, with the options of the upstream stages
+    the mixer asks for (`Mixer.upstream_stages`: experiments/upstream.py) pointing at their runs,
+    and those stages, which `_train` trains first unless this run has completed."""
+    check_config(cfg)
+    check_not_pipeline(cfg)
+    upstream = plan(cfg, run_dir)
+    return upstream.cfg, upstream
+
+
+def _load(cfg: DictConfig) -> tuple:
+    """The run's data, model config (its vocabulary set by the data), mixer and, for a mixer
+    that `needs_reference`, the reference model (None otherwise)."""
+    model_cfg = OmegaConf.to_object(cfg.model)
+    data = load_data(
+        OmegaConf.to_object(cfg.data),
+        seq_len=model_cfg.context_length,
+        cache_dir=Path(cfg.paths.cache_dir).expanduser(),
+    )
+    model_cfg.vocab_size = data.vocab_size
+    mixer = build_mixer(OmegaConf.to_object(cfg.mixer), data.mixer_view(seed=cfg.seed))
+    reference = None
+    if mixer.needs_reference:  # not checkpointed: a resumed run loads it again
+        reference = load_reference(
+            cfg.mixer.reference,
+            data.names,
+            data.vocab_size,
+            data.seq_len,
+            OmegaConf.to_container(cfg.data, resolve=True),
+        )
+        mixer.upstream_flops = reference.upstream_flops
+    return data, model_cfg, mixer, reference
+
+
+def _trainer(cfg: DictConfig, run_dir: Path, loggers: list, on_signal: SaveOnSignal) -> L.Trainer:
+    """The Trainer, checkpointing every `train.checkpoint_every` steps and on a signal; its
+    step count is set once its world size is known."""
+    plugins = [KeepPreviousCheckpointIO()]
+    if SLURMEnvironment.detect():  # requeueing is submitit's and SaveOnSignal's, not Lightning's
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    return L.Trainer(
+        **OmegaConf.to_container(cfg.trainer),
+        max_steps=1,  # set by the caller, once the world size is known
+        logger=loggers,
+        plugins=plugins,
+        profiler=NoProfiler(),
+        callbacks=[
+            on_signal,
+            ModelCheckpoint(
+                dirpath=run_dir / "checkpoints",
+                every_n_train_steps=cfg.train.checkpoint_every,
+                save_last=True,
+                save_top_k=0,
+                # Always last.ckpt (not last-v1.ckpt beside a copied-in last.ckpt).
+                enable_version_counter=False,
+            ),
+            progress_bar(),
+        ],
+        log_every_n_steps=cfg.train.log_every,
+        num_sanity_val_steps=0,
+        check_val_every_n_epoch=None,
+        use_distributed_sampler=False,
+        enable_model_summary=False,
+        default_root_dir=str(run_dir),
+    )
+
+
+def _fit(trainer: L.Trainer, lm: MixtureLM, checkpoint: Path | None) -> None:
+    """Train from scratch (after measuring the initial model) or from `checkpoint`."""
+    if checkpoint is None:
+        trainer.validate(lm, verbose=False)
+        lm.initial_metrics = lm.last_metrics
+    else:
+        log.info("Resuming from %s", checkpoint)
+    trainer.fit(lm, ckpt_path=checkpoint, weights_only=True)
+
+
+def _finish(trainer: L.Trainer, lm: MixtureLM, run_dir: Path) -> None:
+    """After the last step: the final model validated and saved, if it is not yet."""
+    if lm.last_validated_step != trainer.global_step:
+        trainer.validate(lm, verbose=False)
+    if lm.saved_step != trainer.global_step:
+        # last.ckpt holds the final model (what `mixer.reference=<this run>` loads); the full
+        # state a resume needs, not the weights alone.
+        trainer.save_checkpoint(run_dir / "checkpoints" / LAST, weights_only=False)
+
+
+def _judge(record: RunRecord, lm: MixtureLM, run_dir: Path) -> None:
+    """A run trained to its end: completed, or diverged (listed with the problem runs, never
+    ranked) when its final losses are not finite."""
+    record.status = "completed"
+    diverged_step = _diverged_step(lm)
+    if diverged_step is not None:
+        record.status, record.diverged_step = "diverged", diverged_step
+        record.error = {
+            "type": "Diverged",
+            "message": f"the loss is not finite from step {diverged_step} on",
+            "traceback": None,
+        }
+        log.warning("%s diverged: %s", run_dir, record.error["message"])
+
+
+def _close(record: RunRecord, lm: MixtureLM | None, loggers: list, run_dir: Path) -> None:
+    """However the run ended: its record, weight trajectory and (completed) mixture file
+    written by rank 0, and its W&B run summarised and finished."""
+    if lm is not None:
+        record.update(**_run_summary(lm))
+    if rank_zero_only.rank == 0:
+        if lm is not None:
+            write_trajectory(run_dir / TRAJECTORY_FILE, lm.mixer.weight_names, lm.trajectory)
+        if record.status == "completed":
+            _write_mixture_file(run_dir, record)
+        write_record(run_dir, record)
+    if lm is not None:
+        finish_wandb(loggers, lm.last_metrics or {}, lm.data.domain_labels(), record.mixer_label)
 
 
 def _diverged_step(lm: MixtureLM) -> int | None:
@@ -435,7 +286,7 @@ def _diverged_step(lm: MixtureLM) -> int | None:
     training step with a non-finite loss, or the last step when only the evaluation was not
     finite; None for a run whose final losses are finite."""
     final = lm.last_metrics or {}
-    losses = [final.get("val/target_loss", math.nan), final.get("val/generic_loss", math.nan)]
+    losses = [final.get(TARGET_LOSS, math.nan), final.get(GENERIC_LOSS, math.nan)]
     if all(math.isfinite(loss) for loss in losses):
         return None
     step = lm.first_nonfinite_step
@@ -449,25 +300,8 @@ def _write_mixture_file(run_dir: Path, record: RunRecord) -> None:
     write_mixture_file(run_dir / MIXTURE_FILE, mixtures, flops)
 
 
-REFERENCE_DIR = "reference"
-
-
-def _with_reference(cfg: DictConfig, run_dir: Path) -> DictConfig:
-    """A mixer that needs a reference model and was given none (`mixer.reference=null`): train
-    the reference first, this run's config on the reference weights (uniform, or natural with
-    `mixer.reference_weights=natural`), in <run dir>/reference, and point the mixer at it. One
-    process; with several, give `mixer.reference` (or use experiments.pipeline)."""
-    reference_dir = run_dir / REFERENCE_DIR
-    weights = cfg.mixer.get("reference_weights", "uniform")
-    reference_cfg = cfg.copy()
-    reference_cfg.mixer = OmegaConf.structured(
-        UniformConfig(weights=weights, label=f"{cfg.mixer.name}_reference")
-    )
-    log.info("training the reference model first, in %s", reference_dir)
-    train(reference_cfg, reference_dir)
-    cfg = cfg.copy()
-    cfg.mixer.reference = str(reference_dir)
-    return cfg
+def _named(names: list[str], values) -> dict[str, float]:
+    return {name: float(v) for name, v in zip(names, values, strict=True)}
 
 
 def _run_summary(lm: MixtureLM) -> dict:
@@ -523,7 +357,7 @@ def main(cfg: DictConfig) -> float:
     with reported_errors(), readable_progress():
         record = train(cfg, run_dir)
     log.info("results: %s", run_dir / RESULTS_FILE)
-    return (record["metrics_final"] or {}).get("val/target_loss", math.nan)
+    return (record["metrics_final"] or {}).get(TARGET_LOSS, math.nan)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 from domains.data import MixerView
-from mixers.base import Mixer, MixerConfig, UpdateContext
+from mixers.base import Mixer, MixerConfig, MixerSpec, UpdateContext
 
 
 class EvalSet(StrEnum):
@@ -214,3 +214,6 @@ class AioliMixer(Mixer):
         self._drops = array(state["drops"])
         self._block_start = array(state["block_start"])
         self._smoothed = array(state["smoothed"])
+
+
+SPEC = MixerSpec("aioli", AioliMixer, AioliConfig)

@@ -163,6 +163,21 @@ def finite_difference_scores(
     return (plus - minus) / (2 * eps)
 
 
+# Trainer precisions whose parameters are not kept in 32 bits: finite-difference alignment moves
+# the parameters by a relative 1e-4, which such parameters cannot represent.
+LOW_PRECISION_PARAMETERS = ("bf16-true", "16-true", "transformer-engine")
+
+
+def check_precision(method: Alignment, precision: str) -> None:
+    """Config validation: finite differences need parameters kept in 32 bits."""
+    if method == Alignment.finite_difference and precision in LOW_PRECISION_PARAMETERS:
+        raise ValueError(
+            f"mixer.alignment=finite_difference needs 32-bit parameters, and trainer.precision="
+            f"{precision} keeps them in 16 bits: use a *-mixed precision (the mixer's passes "
+            "then run in fp32) or mixer.alignment=backward"
+        )
+
+
 def check_method(method: Alignment, max_norm: float | None) -> None:
     """Config validation: the estimator can honour the clipping asked for."""
     if method == Alignment.finite_difference and max_norm is not None:

@@ -22,7 +22,18 @@ reweighting, p basis distributions over the domains) and may
 - say which mixture over the domains a fresh model should be trained on to reuse its choice
   (`mixture`: what the static mixer reads back from a run's results);
 - save and restore its state (`state_dict`, `load_state_dict`), which the LightningModule stores in
-  every checkpoint.
+  every checkpoint;
+- check the run's whole config before any data is prepared, for what its schema alone cannot say
+  (`check_config`: static weights against the number of domains, finite-difference alignment
+  against 16-bit parameters);
+- ask for runs to be trained before this one and point one of its options at them
+  (`upstream_stage`: DoReMi's reference run when `mixer.reference` is not given;
+  `upstream_stages`, for stages that depend on the run's domains or budget: MixMin's proxies,
+  one per domain, shared by the runs of the same data and seed, and scored on the specialist
+  `train` split).
+
+Each mixer module declares its `SPEC = MixerSpec(name, mixer class, config schema)`; the registry
+(`mixers.MIXERS`) collects them, and experiments/ knows a mixer only through these hooks.
 
 The base class also keeps the running sum of the weights over training steps, so every mixer can
 report time-averaged weights (what a DoGE proxy run hands to a fresh model through `static`).
@@ -32,12 +43,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
 from domains.data import MixerView
+from domains.sampler import check_weights
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 
 @dataclass
@@ -89,6 +105,9 @@ class UpdateContext:
     # tokens, so they are not counted again. None where the training step cannot take a gradient
     # from the mixer (fp16 loss scaling); a mixer then uses `sequence_loss` and `training_loss`.
     training_sequence_loss: Callable[[torch.Tensor], torch.Tensor] | None = None
+    # count_flops(n): n FLOPs of the mixer's own arithmetic on this process, beyond any pass
+    # (R&B's gradient sums and Gram matrix), added to the mixer's FLOPs for every rank.
+    count_flops: Callable[[int], None] = lambda flops: None
 
 
 def _one_process(tensor: torch.Tensor) -> torch.Tensor:
@@ -148,6 +167,45 @@ def domain_weighted_loss(
     return (alpha * domain_means).sum() / alpha.sum().clamp_min(torch.finfo(alpha.dtype).tiny)
 
 
+# What an upstream stage with `specialist_scores` leaves in its run directory (written by
+# experiments.train once the stage is trained, numpy's .npz): `log_probs` [n, L], float64, the
+# stage model's log-probability of every target token of the n specialist `train` sequences
+# (never the `eval` split), in the split's order, and `flops`, those forward passes' FLOPs.
+SPECIALIST_SCORES_FILE = "specialist_scores.npz"
+
+
+@dataclass(frozen=True)
+class UpstreamStage:
+    """A run to train before this one (`Mixer.upstream_stage`, `Mixer.upstream_stages`): this
+    run's config with `mixer` as its mixer (and `tokens` as its `train.tokens`), in <this run's
+    directory>/<`directory`>, or for a `shared` stage in the cache; this run's mixer option
+    `option` is then set to that run's directory (or, `listed`, to the list of the directories
+    of the stages naming it, in their order). A re-run finds it completed and skips it."""
+
+    # What the stage trains, for the log: e.g. "the reference model".
+    what: str
+    # The stage run's mixer config (e.g. uniform weights labelled `doremi_reference`).
+    mixer: MixerConfig
+    # The subdirectory of this run's directory it is trained in (for a `shared` stage, the
+    # start of its directory's name in the cache).
+    directory: str
+    # This run's mixer option that gets the stage run's directory.
+    option: str
+    # The option is a list: it gets the directories of all the stages naming it, in order.
+    listed: bool = False
+    # The stage run's `train.tokens` (None: this run's).
+    tokens: int | None = None
+    # Shared by every run that asks for the same stage run (the same data, seed, model, training
+    # options and stage mixer, i.e. the same config but for its name, loggers and paths):
+    # trained once in <paths.cache_dir>/upstream/<directory>-<hash of that config>, with W&B
+    # off, and reused. The option it sets is left out of this run's label (`mixer_label`): it
+    # says where a file lives (a path that differs from seed to seed), not what the run is.
+    shared: bool = False
+    # Once the stage is trained, score the specialist `train` split with its final model:
+    # SPECIALIST_SCORES_FILE in its run directory (kept while the model is unchanged).
+    specialist_scores: bool = False
+
+
 class Mixer:
     """A fixed mixture. Subclasses set the weights, and override `update` to move them."""
 
@@ -162,6 +220,33 @@ class Mixer:
     # proxy runs, a proxy run whose mixture it reuses): part of the method's cost, recorded in
     # the run's results as `upstream_flops`.
     upstream_flops = 0
+
+    @classmethod
+    def check_config(cls, cfg: DictConfig) -> None:
+        """Checks of the run's whole config (`cfg.mixer`, `cfg.data`, `cfg.trainer`...) that the
+        mixer's schema cannot make on its own options, run before any data is prepared (by
+        experiments/config.py `check_config`); raise ValueError naming the options. None by
+        default."""
+
+    @classmethod
+    def upstream_stage(cls, cfg: MixerConfig) -> UpstreamStage | None:
+        """The run to train before this one, given this run's mixer options (e.g. DoReMi's
+        reference run when `mixer.reference` is not given), or None. experiments.train trains
+        it in one process; a multi-stage pipeline (experiments/pipeline.py) passes the option
+        instead. None by default."""
+        return None
+
+    @classmethod
+    def upstream_stages(
+        cls, cfg: MixerConfig, run: DictConfig, data: Callable[[], MixerView]
+    ) -> list[UpstreamStage]:
+        """The runs to train before this one, given this run's mixer options `cfg`, its whole
+        config `run` (its budget, model, seed...) and `data()`, its domains (loading, or
+        preparing, the run's data when called: only for stages that depend on the domains, e.g.
+        one run per domain). experiments.train trains them in order, in one process, before
+        this run. By default the one run `upstream_stage` asks for, if any."""
+        stage = cls.upstream_stage(cfg)
+        return [] if stage is None else [stage]
 
     def __init__(self, cfg: MixerConfig, data: MixerView):
         self.cfg = cfg
@@ -181,11 +266,7 @@ class Mixer:
 
     @weights.setter
     def weights(self, value: np.ndarray) -> None:
-        value = np.asarray(value, dtype=np.float64)
-        if value.shape != self._weights.shape:
-            raise ValueError(f"expected {self._weights.shape[0]} weights, got shape {value.shape}")
-        if not np.isfinite(value).all() or (value < 0).any() or value.sum() <= 0:
-            raise ValueError(f"mixture weights must be finite, >= 0 and not all zero: {value}")
+        value = check_weights(value, len(self._weights))
         if np.array_equal(value, self._weights):
             return  # renormalising would move weights by a rounding step on some CPUs
         self._weights = value / value.sum()
@@ -255,3 +336,17 @@ class Mixer:
         self._weights = np.asarray(state["weights"], dtype=np.float64)  # exact, not renormalised
         self._weight_sum = np.asarray(state["weight_sum"], dtype=np.float64)
         self._observed_steps = int(state["observed_steps"])
+
+
+@dataclass(frozen=True)
+class MixerSpec:
+    """A mixer as the registry knows it (`mixers.MIXERS`): each mixer module declares one as its
+    `SPEC`, and `mixer=<name>` in Hydra selects it (conf/mixer/<name>.yaml starts from its schema,
+    `/schema/mixer/<name>`)."""
+
+    # The registry key and the schema's `name` default.
+    name: str
+    # The Mixer subclass, with its hooks (`check_config`, `upstream_stage`, `needs_reference`...).
+    mixer: type[Mixer]
+    # Its config schema, a dataclass extending MixerConfig.
+    config: type[MixerConfig]

@@ -32,13 +32,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from domains.data import MixerView
-from mixers.alignment import Alignment, alignment_scores, check_method, specialist_gradient
-from mixers.base import Mixer, MixerConfig, UpdateContext
+from mixers.alignment import (
+    Alignment,
+    alignment_scores,
+    check_method,
+    check_precision,
+    specialist_gradient,
+)
+from mixers.base import Mixer, MixerConfig, MixerSpec, UpdateContext
 from mixers.simplex import check_floor, mirror_update
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 
 class Normalize(StrEnum):
@@ -99,6 +109,11 @@ class DGAMixer(Mixer):
     """DGA over the components named by `components`, each probed through its distribution
     over the domains (for plain DGA, the domains themselves)."""
 
+    @classmethod
+    def check_config(cls, cfg: DictConfig) -> None:
+        """Finite-difference alignment needs the trainer to keep parameters in 32 bits."""
+        check_precision(cfg.mixer.alignment, cfg.trainer.precision)
+
     def __init__(self, cfg: DGAConfig, data: MixerView):
         super().__init__(cfg, data)
         self.weight_names = self.components(data)
@@ -149,3 +164,6 @@ class DGAMixer(Mixer):
         logs["eta"] = eta
         logs["update_skipped"] = float(not applied)
         return logs
+
+
+SPEC = MixerSpec("dga", DGAMixer, DGAConfig)

@@ -26,6 +26,7 @@ import numpy as np
 from scipy import sparse
 
 from domains.data import MixerView
+from mixers.base import MixerSpec
 from mixers.dga import DGAConfig, DGAMixer
 from mixers.importance import specialist_histogram
 
@@ -103,3 +104,6 @@ class DGADRMixer(DGAMixer):
         """sum_j alpha_j P_j: basis j ~ alpha then domain ~ P_j, in one distribution (linear in
         alpha, so the time-averaged mixture is that of the time-averaged alpha)."""
         return self.bases.T @ weights
+
+
+SPEC = MixerSpec("dga_dr", DGADRMixer, DGADRConfig)

@@ -83,6 +83,7 @@ from mixers.alignment import (
 from mixers.base import (
     Mixer,
     MixerConfig,
+    MixerSpec,
     StepGradient,
     TrainingBatch,
     UpdateContext,
@@ -315,3 +316,6 @@ class DoGEMixer(Mixer):
         w = self._loss_coefficients(present.cpu(), batch.step).to(losses.device, losses.dtype)
         reported = self._reported_loss(domain_losses, present)
         return reported.detach() + (w * (domain_losses - domain_losses.detach())).sum()
+
+
+SPEC = MixerSpec("doge", DoGEMixer, DoGEConfig)

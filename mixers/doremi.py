@@ -67,9 +67,16 @@ import numpy as np
 import torch
 
 from domains.data import MixerView
-from mixers.base import Mixer, MixerConfig, TrainingBatch, domain_weighted_loss
+from mixers.base import (
+    Mixer,
+    MixerConfig,
+    MixerSpec,
+    TrainingBatch,
+    UpstreamStage,
+    domain_weighted_loss,
+)
 from mixers.simplex import mirror_update
-from mixers.uniform import UniformWeights
+from mixers.uniform import UniformConfig, UniformWeights
 
 # Per-domain scores are logged as metrics up to this many domains (models/lm.py does the same
 # for the weights).
@@ -135,6 +142,21 @@ def doremi_step(weights: np.ndarray, scores: np.ndarray, eta: float, smoothing: 
 
 class DoReMiMixer(Mixer):
     needs_reference = True
+
+    @classmethod
+    def upstream_stage(cls, cfg: DoReMiConfig) -> UpstreamStage | None:
+        """Without `mixer.reference`, the reference run is trained first: this run's config on
+        the reference weights (uniform, or natural with `reference_weights=natural`), in
+        <run dir>/reference (one process; with several, give `mixer.reference` or use
+        experiments.pipeline)."""
+        if cfg.reference:
+            return None
+        return UpstreamStage(
+            what="the reference model",
+            mixer=UniformConfig(weights=cfg.reference_weights, label=f"{cfg.name}_reference"),
+            directory="reference",
+            option="reference",
+        )
 
     def __init__(self, cfg: DoReMiConfig, data: MixerView):
         super().__init__(cfg, data)
@@ -213,3 +235,6 @@ class DoReMiMixer(Mixer):
         super().load_state_dict(state)
         self._scores = np.asarray(state["scores"], dtype=np.float64)
         self._seen = np.asarray(state["seen"], dtype=bool)
+
+
+SPEC = MixerSpec("doremi", DoReMiMixer, DoReMiConfig)

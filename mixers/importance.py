@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from domains.data import MixerView
-from mixers.base import Mixer, MixerConfig
+from mixers.base import Mixer, MixerConfig, MixerSpec
 
 
 @dataclass
@@ -37,3 +37,6 @@ class ImportanceMixer(Mixer):
     def __init__(self, cfg: ImportanceConfig, data: MixerView):
         super().__init__(cfg, data)
         self.weights = specialist_histogram(data, cfg.smoothing)
+
+
+SPEC = MixerSpec("importance", ImportanceMixer, ImportanceConfig)

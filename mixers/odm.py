@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from domains.data import MixerView
-from mixers.base import Mixer, MixerConfig
+from mixers.base import Mixer, MixerConfig, MixerSpec
 
 
 @dataclass
@@ -87,3 +87,6 @@ class ODMMixer(Mixer):
         self._rewards = np.asarray(state["rewards"], dtype=np.float64)
         self._observed = np.asarray(state["observed"], dtype=bool)
         self._steps = int(state["steps"])
+
+
+SPEC = MixerSpec("odm", ODMMixer, ODMConfig)

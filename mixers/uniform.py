@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from domains.data import MixerView
-from mixers.base import Mixer, MixerConfig
+from mixers.base import Mixer, MixerConfig, MixerSpec
 
 
 class UniformWeights(StrEnum):
@@ -26,3 +26,6 @@ class UniformMixer(Mixer):
         super().__init__(cfg, data)
         if cfg.weights == UniformWeights.natural:
             self.weights = data.token_counts()
+
+
+SPEC = MixerSpec("uniform", UniformMixer, UniformConfig)

@@ -1,7 +1,7 @@
 """Where every sequence a run reads comes from, and what it costs.
 
 `MixtureBatches` owns the three random streams of a run (training batches, mixer probe batches,
-specialist `train` draws), the token counters and the FLOP counter of the mixer's extra passes.
+specialist `train` draws: domains/seeds.py), the token counters and the FLOP counter of the mixer's extra passes.
 The LightningModule draws its training batches here and builds each mixer update's context here;
 tests and benchmarks use the same object, so they exercise exactly the paths a run takes.
 
@@ -15,6 +15,8 @@ fixed sets (`heldout_losses`, `specialist_train_loss`: a third). Training steps 
 the training batch whose gradients a mixer turns into the step's own (DoGE, through the
 context's `training_sequence_loss`) replace the step's forward and backward: they are the
 training FLOPs of the batch's tokens, already in `train_flops`, and are not counted again.
+Arithmetic a mixer does beyond any pass (R&B's gradient sums and Gram matrix) is added as it
+reports it, through the context's `count_flops`.
 """
 
 from __future__ import annotations
@@ -29,15 +31,9 @@ from torch import nn
 
 from domains.data import DomainData, TokenSequences
 from domains.sampler import MixtureSampler
+from domains.seeds import PROBE_STREAM, SPECIALIST_DRAW_STREAM, TRAIN_STREAM, derive_seed
 from mixers.base import UpdateContext
 from models.gpt import sequence_loss, token_losses
-
-TRAIN_STREAM, PROBE_STREAM, SPECIALIST_STREAM = 0, 1, 2
-
-
-def derive_seed(*keys: int) -> int:
-    """An independent 63-bit seed for each purpose (train sampler, probes...) from the run seed."""
-    return int(np.random.SeedSequence(list(keys)).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
 def to_device(array: np.ndarray, device) -> torch.Tensor:
@@ -85,7 +81,7 @@ class MixtureBatches:
         # Each rank draws its own sequences; mixer decisions are synchronised by the mixer.
         self.train_sampler = MixtureSampler(sizes, derive_seed(seed, TRAIN_STREAM, rank))
         self.probe_sampler = MixtureSampler(sizes, derive_seed(seed, PROBE_STREAM, rank))
-        self.specialist_rng = np.random.default_rng(derive_seed(seed, SPECIALIST_STREAM, rank))
+        self.specialist_rng = np.random.default_rng(derive_seed(seed, SPECIALIST_DRAW_STREAM, rank))
         self.tokens_seen = 0
         self.probe_tokens = 0
         self.mixer_flops = 0
@@ -187,6 +183,11 @@ class MixtureBatches:
         self.mixer_flops += self.reference.flops_per_token * passed // 3
         return losses
 
+    def count_flops(self, flops: int) -> None:
+        """A mixer's own arithmetic on this process (`UpdateContext.count_flops`), counted for
+        every rank (each does its own)."""
+        self.mixer_flops += int(flops) * self.world_size
+
     def _backward_counter(self, flops: int) -> Callable[[torch.Tensor], None]:
         def count(_grad: torch.Tensor) -> None:
             self.mixer_flops += flops
@@ -219,6 +220,7 @@ class MixtureBatches:
             specialist=lambda n: self.specialist(n, device),
             all_reduce_mean=all_reduce_mean,
             heldout_losses=lambda n: self.heldout_losses(model, n, device),
+            count_flops=self.count_flops,
             specialist_train_loss=lambda n: self.specialist_train_loss(model, n, device),
             training_sequence_loss=(
                 functools.partial(sequence_loss, model) if step_gradient_allowed else None

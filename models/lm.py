@@ -5,33 +5,45 @@ change at any step, and Lightning fetches one batch ahead. Drawing here (from `M
 models/batches.py) means a mixer's update takes effect on the very batch of its step, and the
 sampler state in a checkpoint matches the steps actually taken, so a resumed run continues
 exactly. The train DataLoader only yields step numbers.
+
+Evaluation is in models/evaluation.py, the weights' history in models/weight_history.py, the
+optimizer in models/optimizer.py and the per-process checkpoint state in
+models/checkpoint_state.py; metric names in models/metric_keys.py.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
-import math
 import time
-from dataclasses import dataclass
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset
+from torch.utils.data import DataLoader, IterableDataset
 
 from domains.data import DomainData
 from mixers.base import Mixer, StepGradient, TrainingBatch
 from mixers.collapse import weight_entropy
+from models import metric_keys as keys
 from models.batches import MixtureBatches, ReferenceModel
-from models.gpt import GPT, GPTConfig, sequence_loss, token_losses
-from models.scoring import score
+from models.checkpoint_state import (
+    count_steps_as_manual,
+    gather_objects,
+    load_rank_state,
+    rank_state,
+)
+from models.evaluation import (
+    MAX_LOGGED_DOMAINS,
+    EvalGroups,
+    EvalSequences,
+    Evaluation,
+    task_metrics,
+)
+from models.gpt import GPT, GPTConfig, token_losses
+from models.optimizer import optimizer_and_schedule
 from models.train_config import TrainConfig
-
-# Per-domain validation losses are logged as metrics up to this many domains; beyond it they are
-# kept only in results.json (thousands of metric keys make W&B and the CSV log unusable). Beyond
-# it, domains from a two-level clustering are evaluated per coarse cluster instead (EvalGroups).
-MAX_LOGGED_DOMAINS = 128
+from models.weight_history import WeightHistory
 
 
 class StepCounter(IterableDataset):
@@ -39,68 +51,6 @@ class StepCounter(IterableDataset):
 
     def __iter__(self):
         return itertools.count()
-
-
-@dataclass
-class EvalGroups:
-    """What validation reports a held-out loss for: each domain (`val/domain/<name>`), or, past
-    MAX_LOGGED_DOMAINS domains from a two-level clustering, each coarse cluster
-    (`val/coarse/<name>`): at the paper's 64 x 4,096 domains, 32 held-out sequences per domain
-    would be 8 million sequences per evaluation. A group's sequences are spread over its domains
-    (one from each domain in a fixed random order, then a second from each...)."""
-
-    prefix: str
-    names: list[str]
-    domains: list[np.ndarray]
-
-    @classmethod
-    def of(cls, data: DomainData) -> EvalGroups:
-        if data.num_domains <= MAX_LOGGED_DOMAINS or data.coarse_of is None:
-            return cls(
-                "val/domain/", list(data.names), [np.array([d]) for d in range(data.num_domains)]
-            )
-        clusters, cluster_of = np.unique(data.coarse_of, return_inverse=True)
-        rng = np.random.default_rng(0)  # the same sequences for every run on these domains
-        return cls(
-            "val/coarse/",
-            [f"coarse_{c}" for c in clusters],
-            [rng.permutation(np.flatnonzero(cluster_of == c)) for c in range(len(clusters))],
-        )
-
-    def sequences(self, data: DomainData, per_group: int) -> list[list[tuple[int, int]]]:
-        """(domain, held-out sequence) pairs of each group: at most `per_group`."""
-        chosen = []
-        for domains in self.domains:
-            pairs, j = [], 0
-            sizes = [len(data.heldout[d]) for d in domains]
-            while len(pairs) < per_group and j < max(sizes):
-                layer = [(int(d), j) for d, n in zip(domains, sizes, strict=True) if j < n]
-                pairs += layer[: per_group - len(pairs)]
-                j += 1
-            chosen.append(pairs)
-        return chosen
-
-
-class EvalSequences(Dataset):
-    """Held-out sequences of every evaluation group (capped per group) and the specialist `eval`
-    split, each labelled with its group's index, or the number of groups for the specialist set."""
-
-    def __init__(self, data: DomainData, groups: EvalGroups, per_group: int):
-        self.data = data
-        target = len(groups.names)
-        self.items = [
-            (label, d, j)
-            for label, pairs in enumerate(groups.sequences(data, per_group))
-            for d, j in pairs
-        ] + [(target, -1, j) for j in range(len(data.target_eval))]
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor]:
-        label, domain, j = self.items[i]
-        sequences = self.data.target_eval if domain < 0 else self.data.heldout[domain]
-        return label, torch.from_numpy(sequences[[j]][0])
 
 
 class MixtureLM(L.LightningModule):
@@ -126,9 +76,8 @@ class MixtureLM(L.LightningModule):
         self.train_cfg = train_cfg
         self.data = data
         self.mixer = mixer
-        # The weights the mixer starts from (before any update, also on a resumed run): what a
-        # collapse is judged against (mixers/collapse.py).
-        self.initial_weights = mixer.weights
+        # The weights the mixer starts from, and each change since.
+        self.weight_history = WeightHistory(mixer.weights)
         self.seed = seed
         self.max_steps = max_steps
         self.batches: MixtureBatches | None = None  # built in setup, once the rank is known
@@ -144,8 +93,6 @@ class MixtureLM(L.LightningModule):
         # step's own forward and backward passes too).
         self.train_seconds = 0.0
         self.mixer_seconds = 0.0
-        # (step, weights): the weights in force from that step on, recorded after each update.
-        self.trajectory: list[tuple[int, list[float]]] = []
         self.initial_metrics: dict[str, float] | None = None
         self.last_metrics: dict[str, float] | None = None
         self.last_validated_step = -1
@@ -157,6 +104,16 @@ class MixtureLM(L.LightningModule):
         # Per-rank final mixer weights and domain epochs, [world_size, n] (see on_train_end).
         self.rank_weights: np.ndarray | None = None
         self.rank_epochs: np.ndarray | None = None
+
+    @property
+    def initial_weights(self) -> np.ndarray:
+        """The weights the mixer started from (`WeightHistory.initial`)."""
+        return self.weight_history.initial
+
+    @property
+    def trajectory(self) -> list[tuple[int, list[float]]]:
+        """(step, weights in force from that step on) (`WeightHistory.trajectory`)."""
+        return self.weight_history.trajectory
 
     # --- set-up -------------------------------------------------------------------------------
 
@@ -174,35 +131,7 @@ class MixtureLM(L.LightningModule):
         )
 
     def configure_optimizers(self):
-        cfg = self.train_cfg
-        # Decoupled weight decay on the matrices of the blocks only: not on norms, biases or the
-        # (tied) embeddings.
-        decay, no_decay = [], []
-        for name, p in self.model.named_parameters():
-            is_embedding = name.startswith(("token_embedding", "position_embedding"))
-            (decay if p.ndim >= 2 and not is_embedding else no_decay).append(p)
-        optimizer = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": cfg.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
-            lr=cfg.lr,
-            betas=(cfg.beta1, cfg.beta2),
-        )
-        warmup = max(1, round(cfg.warmup_fraction * self.max_steps))
-
-        def lr_factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = min(1.0, (step - warmup) / max(1, self.max_steps - warmup))
-            cosine = 0.5 * (1 + math.cos(math.pi * progress))
-            return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
+        return optimizer_and_schedule(self.model, self.train_cfg, self.max_steps)
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(StepCounter(), batch_size=None)
@@ -265,12 +194,12 @@ class MixtureLM(L.LightningModule):
         # `self.log` for the progress bar only.
         every = self.trainer.log_every_n_steps
         if every and (self.global_step % every == 0 or self.trainer.should_stop):
-            self.log("train/loss", outputs["loss"], prog_bar=True, logger=False)
+            self.log(keys.TRAIN_LOSS, outputs["loss"], prog_bar=True, logger=False)
             metrics = {
-                "train/loss": float(outputs["loss"]),
-                "train/tokens": float(self.batches.tokens_seen),
-                "train/probe_tokens": float(self.batches.probe_tokens),
-                "train/lr": self.optimizers().param_groups[0]["lr"],
+                keys.TRAIN_LOSS: float(outputs["loss"]),
+                keys.TRAIN_TOKENS: float(self.batches.tokens_seen),
+                keys.PROBE_TOKENS: float(self.batches.probe_tokens),
+                keys.LEARNING_RATE: self.optimizers().param_groups[0]["lr"],
             }
             self._write_metrics(metrics, self.global_step - 1)  # the step just taken
 
@@ -335,8 +264,8 @@ class MixtureLM(L.LightningModule):
         updated = self.mixer.should_update(step)
         if updated:
             self._log_weights(self.update_mixer(step, training_batch))
-        if updated or not self.trajectory:
-            self.trajectory.append((step, self.mixer.weights.tolist()))
+        if updated or not self.weight_history.trajectory:
+            self.weight_history.record(step, self.mixer.weights)
         tokens, domains = training_batch()
         formed = self.mixer.step_gradient() if updated else None
         if formed is not None:
@@ -354,9 +283,7 @@ class MixtureLM(L.LightningModule):
         loss = self.mixer.training_loss(batch)
         moved = not np.array_equal(before, self.mixer.weights)
         if moved:  # on this step's own batch (DoReMi): in force from this step on
-            if self.trajectory[-1][0] == step:
-                self.trajectory.pop()
-            self.trajectory.append((step, self.mixer.weights.tolist()))
+            self.weight_history.replace(step, self.mixer.weights)
         if moved or batch.logs:
             self._log_weights(batch.logs)
         self.mixer.observe_step()
@@ -384,14 +311,14 @@ class MixtureLM(L.LightningModule):
         before = self.mixer.weights
         self.mixer.observe_training_losses(step, means, present)
         if not np.array_equal(before, self.mixer.weights):
-            self.trajectory.append((step + 1, self.mixer.weights.tolist()))
+            self.weight_history.record(step + 1, self.mixer.weights)
 
     def _log_weights(self, update_logs: dict[str, float]) -> None:
-        metrics = {f"mixer/{key}": float(value) for key, value in update_logs.items()}
-        metrics["mixer/weight_entropy"] = weight_entropy(self.mixer.weights)
+        metrics = {keys.MIXER + key: float(value) for key, value in update_logs.items()}
+        metrics[keys.WEIGHT_ENTROPY] = weight_entropy(self.mixer.weights)
         if len(self.mixer.weight_names) <= MAX_LOGGED_DOMAINS:
             weights = zip(self.mixer.weight_names, self.mixer.weights, strict=True)
-            metrics.update({f"mixer/weight/{name}": float(w) for name, w in weights})
+            metrics.update({keys.WEIGHT + name: float(w) for name, w in weights})
         if metrics:
             self._write_metrics(metrics, self.global_step)
 
@@ -409,41 +336,21 @@ class MixtureLM(L.LightningModule):
     # --- validation ---------------------------------------------------------------------------
 
     def on_validation_epoch_start(self) -> None:
-        n = len(self.eval_groups.names) + 1
-        self._val_sum = torch.zeros(n, dtype=torch.float64, device=self.device)
-        self._val_count = torch.zeros(n, dtype=torch.float64, device=self.device)
+        self._evaluation = Evaluation(self.eval_groups, self.device)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        labels, tokens = batch
-        losses = sequence_loss(self.model, tokens).double()
-        self._val_sum.index_add_(0, labels, losses)
-        self._val_count.index_add_(0, labels, torch.ones_like(losses))
+        self._evaluation.add(self.model, batch)
 
     def on_validation_epoch_end(self) -> None:
-        means = (self._val_sum / self._val_count).tolist()
-        groups = self.eval_groups
-        k = len(groups.names)
-        metrics = {groups.prefix + name: means[g] for g, name in enumerate(groups.names)}
-        metrics["val/generic_loss"] = float(np.mean(means[:k]))
-        metrics["val/target_loss"] = means[k]
+        metrics = self._evaluation.metrics()
         task = self.data.task
         if task is not None:  # the specialist's multiple-choice questions (MMLU), every rank
-            scores = score(
-                self.model,
-                task,
-                self.model.cfg.context_length,
-                self.train_cfg.batch_size,
-                self.device,
-            )
-            metrics.update({f"val/{task.name}/{name}": value for name, value in scores.items()})
+            context, batch_size = self.model.cfg.context_length, self.train_cfg.batch_size
+            metrics.update(task_metrics(self.model, task, context, batch_size, self.device))
         self.last_metrics = metrics
         self.last_validated_step = self.global_step
-        logged = {
-            key: value
-            for key, value in metrics.items()
-            if k <= MAX_LOGGED_DOMAINS or not key.startswith(groups.prefix)
-        }
-        logged["val/tokens"] = float(self.batches.tokens_seen if self.batches else 0)
+        logged = self.eval_groups.logged(metrics)
+        logged[keys.VAL_TOKENS] = float(self.batches.tokens_seen if self.batches else 0)
         # Every rank computed the same values over all eval sequences: the sync is a formality.
         self.log_dict(logged, sync_dist=True)
 
@@ -455,68 +362,25 @@ class MixtureLM(L.LightningModule):
         random state (its samplers draw different sequences) is gathered into it."""
         checkpoint["mixbench"] = {
             "mixer": self.mixer.state_dict(),
-            "ranks": self._gather_objects(self._rank_state()),
+            "ranks": gather_objects(rank_state(self.batches, self.device), self.world_size),
             "train_seconds": self.train_seconds,
             "mixer_seconds": self.mixer_seconds,
-            "trajectory": [[step, weights] for step, weights in self.trajectory],
+            "trajectory": self.weight_history.state_dict(),
             "initial_metrics": self.initial_metrics,
             "nonfinite_step": self.first_nonfinite_step,
         }
         self.saved_step = self.global_step
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        _count_steps_as_manual(checkpoint)
+        count_steps_as_manual(checkpoint)
         state = checkpoint["mixbench"]
         self.setup("fit")
         self.mixer.load_state_dict(state["mixer"])
-        self._load_rank_state(state)
-        self.train_seconds = state["train_seconds"]
-        self.mixer_seconds = state["mixer_seconds"]
-        self.trajectory = [(step, list(weights)) for step, weights in state["trajectory"]]
-        self.initial_metrics = state["initial_metrics"]
-        self._nonfinite_step = state.get("nonfinite_step")
-
-    def _rank_state(self) -> dict:
-        """What differs between ranks: the samplers' random state and torch's (dropout)."""
-        state = {"batches": self.batches.state_dict(), "torch_rng": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        return state
-
-    def _load_rank_state(self, state: dict) -> None:
-        ranks = state.get("ranks")
-        if ranks is None:  # saved before each rank's state was kept: rank 0's only
-            self.batches.load_state_dict(state["batches"])
-            return
-        if len(ranks) != self.world_size:
-            raise ValueError(
-                f"the checkpoint was saved by {len(ranks)} processes and this run has "
-                f"{self.world_size}: a resumed run continues exactly only with as many processes "
-                "(trainer.devices x trainer.num_nodes) as it started with"
-            )
-        mine = ranks[self.global_rank]
-        self.batches.load_state_dict(mine["batches"])
-        torch.set_rng_state(mine["torch_rng"])
         # Loaded before the module is moved to its device: the device it will train on.
         device = self.trainer.strategy.root_device if self._trainer else self.device
-        if device.type == "cuda" and "cuda_rng" in mine:
-            torch.cuda.set_rng_state(mine["cuda_rng"], device)
-
-    def _gather_objects(self, value: object) -> list:
-        """`value` of every rank, in rank order (a list of one outside a multi-process run)."""
-        if self.world_size == 1 or not torch.distributed.is_initialized():
-            return [value]
-        gathered = [None] * self.world_size
-        torch.distributed.all_gather_object(gathered, value)
-        return gathered
-
-
-def _count_steps_as_manual(checkpoint: dict) -> None:
-    """A checkpoint saved when the module used Lightning's automatic optimization counted its
-    steps there; the step count a resume continues from is now the manual loop's. Called before
-    Lightning restores the loops from the same dict."""
-    loop = checkpoint.get("loops", {}).get("fit_loop", {})
-    manual = loop.get("epoch_loop.manual_optimization.optim_step_progress")
-    automatic = loop.get("epoch_loop.automatic_optimization.optim_progress")
-    if manual is not None and automatic is not None and not manual["total"]["completed"]:
-        loop["epoch_loop.manual_optimization.optim_step_progress"] = automatic["optimizer"]["step"]
+        load_rank_state(state["ranks"], self.global_rank, self.world_size, self.batches, device)
+        self.train_seconds = state["train_seconds"]
+        self.mixer_seconds = state["mixer_seconds"]
+        self.weight_history.load_state_dict(state["trajectory"])
+        self.initial_metrics = state["initial_metrics"]
+        self._nonfinite_step = state["nonfinite_step"]

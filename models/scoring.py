@@ -10,7 +10,7 @@ question's prompt, and from those log-likelihoods come:
   log-likelihoods (a smooth version of accuracy);
 - `bpb`: bits per byte of the correct answer, -log2 p(answer | prompt) / bytes (lower is better).
 
-Each is the mean over questions.
+Each is the mean over questions. Which way is better for each: models/metric_keys.py, TASK_SCORES.
 """
 
 from __future__ import annotations
@@ -23,10 +23,9 @@ from torch import nn
 
 from domains.data import MultipleChoiceTask
 from models.gpt import token_losses
+from models.metric_keys import TASK_SCORES
 
-METRICS = ("acc", "acc_per_token", "correct_prob", "bpb")
-# Metrics where lower is better (the others: higher).
-LOWER_IS_BETTER = ("bpb",)
+METRICS = tuple(TASK_SCORES)
 
 
 def _sequences(task: MultipleChoiceTask, context_length: int):

@@ -1,4 +1,5 @@
-"""Shared test set-up: offline W&B, a private cache directory, and Hydra composition."""
+"""Shared test set-up: offline W&B, a private cache directory, one torch thread for the modules
+that ask for it, and Hydra composition."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -32,6 +34,17 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     cache = base.parent / "cache" if os.environ.get("PYTEST_XDIST_WORKER") else base / "cache"
     cache.mkdir(exist_ok=True)
     os.environ.setdefault("MIXBENCH_CACHE", str(cache))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small models on a shared 2-core machine: one intra-op thread is many times faster than
+    two threads contending with other processes. A module asks for it with
+    `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def compose_config(*overrides: str, with_hydra: bool = False) -> DictConfig:

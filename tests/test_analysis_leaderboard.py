@@ -15,15 +15,15 @@ from analysis.leaderboard import (
     LEADERBOARD_FILES,
     TASK_STATS,
     aggregate,
-    display_table,
     main,
     problem_runs,
     write_leaderboard,
 )
+from analysis.leaderboard_tables import display_table
 from analysis.report import write_report
 from analysis.results import load_runs, setting_columns
 from tests.conftest import ROOT
-from tests.test_analysis_results import FLOPS_PER_TOKEN, closed_port, write_run
+from tests.run_records import FLOPS_PER_TOKEN, closed_port, write_run
 
 NATURAL = {"weights": "natural"}
 
@@ -416,6 +416,7 @@ def test_files_hold_the_ranked_tables_and_the_failures(sweep, tmp_path):
     assert "uniform[weights=natural]" in page
 
 
+@pytest.mark.slow
 def test_cli_prints_the_table_and_writes_into_the_sweep(sweep):
     proc = subprocess.run(
         [sys.executable, "-m", "analysis.leaderboard", str(sweep)],

@@ -11,10 +11,8 @@ import pytest
 from matplotlib.colors import to_hex
 from matplotlib.container import BarContainer
 
+from analysis.plot_style import PALETTE, mixer_colours, mixer_linestyles
 from analysis.plots import (
-    PALETTE,
-    mixer_colours,
-    mixer_linestyles,
     plot_gains,
     plot_overhead,
     plot_scaling,
@@ -22,7 +20,7 @@ from analysis.plots import (
     write_plots,
 )
 from analysis.results import load_runs
-from tests.test_analysis_results import FLOPS_PER_TOKEN, write_run
+from tests.run_records import FLOPS_PER_TOKEN, write_run
 
 
 def _errorbar_lines(ax):

@@ -7,7 +7,7 @@ import pytest
 
 from analysis.results import load_runs, setting_columns
 from analysis.summaries import main, separation, summarize, weight_oscillation
-from tests.test_analysis_results import write_run
+from tests.run_records import write_run
 
 
 @pytest.fixture

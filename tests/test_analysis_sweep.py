@@ -16,9 +16,9 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from analysis.leaderboard import aggregate
+from analysis.plot_style import PALETTE
 from analysis.plots import (
     FIGURES,
-    PALETTE,
     plot_gains,
     plot_loss_curves,
     plot_overhead,

@@ -14,7 +14,8 @@ from mixers import build_mixer
 from mixers.dga import DGAConfig
 from models.batches import MixtureBatches
 from models.gpt import GPT, GPTConfig
-from tests.test_mixers_online import one_thread  # noqa: F401  (autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SEQ_LEN = 16
 

@@ -14,8 +14,8 @@ from tokenizers import Tokenizer
 
 from domains.preparation import prepare
 from domains.store import GENERIC_SHARDS, load_domain_data, read_index, read_manifest, shard_path
-from domains.streaming import CopyStage, FinishStage, _write_runs
-from tests.test_domains_pipeline import SEQ_LEN, data_config, marker, normal, write_corpus
+from domains.streaming_write import CopyStage, FinishStage, _write_runs
+from tests.text_corpus import SEQ_LEN, data_config, marker, normal, write_corpus
 
 FILES = 4
 
@@ -57,6 +57,7 @@ def prepared(corpus):
     return prepare(streaming_config(root / "corpus", root / "cache3", 3), SEQ_LEN, root / "cache3")
 
 
+@pytest.mark.slow
 def test_the_streaming_artifact_holds_every_generic_chunk_once(corpus, prepared):
     _, rows = corpus
     manifest, index = read_manifest(prepared), read_index(prepared)
@@ -114,6 +115,7 @@ def generic_chunks(folder: Path) -> list[tuple[str, str, str]]:
     return sorted(rows)
 
 
+@pytest.mark.slow
 def test_it_keeps_the_same_chunks_as_the_in_memory_pipeline(corpus, prepared):
     """The same specialist split, chunks and (on a corpus under `tokenizer_sample` chunks) the
     same tokenizer as domains/text.py; only the clustering sample and held-out rule differ."""
@@ -126,6 +128,7 @@ def test_it_keeps_the_same_chunks_as_the_in_memory_pipeline(corpus, prepared):
     )
 
 
+@pytest.mark.slow
 def test_the_artifact_does_not_depend_on_the_number_of_tasks(corpus, prepared):
     root, _ = corpus
     # 6 tasks for 4 files: two tasks read nothing.
@@ -135,6 +138,7 @@ def test_the_artifact_does_not_depend_on_the_number_of_tasks(corpus, prepared):
         assert read_manifest(one)["shards"][name]["sha256"] == entry["sha256"], name
 
 
+@pytest.mark.slow
 def test_a_hugging_face_dataset_is_read_in_parts_like_files(corpus, prepared):
     """data.source=hf on a local folder of the same four files (a streamed dataset of four data
     files), in 3 tasks: the same chunks and shards as reading them as files."""
@@ -147,6 +151,7 @@ def test_a_hugging_face_dataset_is_read_in_parts_like_files(corpus, prepared):
         assert read_manifest(folder)["shards"][name]["sha256"] == entry["sha256"], name
 
 
+@pytest.mark.slow
 def test_a_malformed_line_names_its_file_and_line_and_loses_nothing(tmp_path):
     split_corpus(tmp_path / "corpus")
     bad = tmp_path / "corpus" / "part3.jsonl"
@@ -201,6 +206,7 @@ def test_slurm_submits_the_stages_as_chained_jobs(tmp_path, monkeypatch):
         assert "#SBATCH --array=0-7" in script and "#SBATCH --partition=cpu" in script
 
 
+@pytest.mark.slow
 def test_an_interrupted_preparation_resumes_where_it_stopped(corpus, prepared, monkeypatch):
     """The last stage fails once; run again, the preparation skips every finished task (the
     copy tasks' output is kept in the work folder) and writes the same artifact. One worker:
@@ -253,6 +259,7 @@ def test_chunks_are_written_one_run_at_a_time(tmp_path, monkeypatch):
     assert writes == [3 * 2, 10 * 2]
 
 
+@pytest.mark.slow
 def test_domains_too_small_over_the_whole_corpus_are_merged(corpus):
     """k-means sees a sample (here 30 chunks), so a domain may turn out small over the corpus."""
     root, _ = corpus

@@ -19,9 +19,11 @@ from domains.chunking import chunk_text
 from domains.cluster import Clustering, fit_clustering, merge_small_domains
 from domains.data import TokenSequences
 from domains.embed import Embedder, EmbeddingConfig
+from domains.schemas import TextDataConfig
 from domains.sources import Document, SourceConfig, read_documents, read_part, source_files
+from domains.steps import Chunk, content_key
 from domains.store import pack
-from domains.text import Chunk, TextDataConfig, _heldout_mask, content_key
+from domains.text import _heldout_mask
 from domains.tokenizer import EOS, encode, eos_id, train_tokenizer
 
 # --- chunking ---------------------------------------------------------------------------------

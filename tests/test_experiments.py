@@ -8,6 +8,7 @@ from experiments.results import read_results
 from tests.conftest import FAST, ROOT, compose_config, run_train_cli
 
 
+@pytest.mark.slow
 def test_a_failed_run_does_not_stop_the_sweep_and_is_recorded(tmp_path):
     # k=1 cannot hold the specialist's domains {0, 1}: the first run fails, the second must run.
     proc = run_train_cli("-m", *FAST, "data.num_domains=1,4", f"hydra.sweep.dir={tmp_path}")
@@ -32,6 +33,7 @@ def test_a_failed_run_does_not_stop_the_sweep_and_is_recorded(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_a_parallel_sweeps_runs_print_none_of_lightnings_noise(tmp_path):
     """The joblib launcher's workers get the training function by value (the module runs as
     __main__), so the output filters must be set inside each run too."""
@@ -131,6 +133,7 @@ EXPERIMENTS = sorted(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_sweeps_name_real_options(name):
     from omegaconf import OmegaConf
@@ -152,6 +155,7 @@ def test_experiment_sweeps_name_real_options(name):
                 assert OmegaConf.select(composed, key, default="missing") != "missing", key
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_runs_a_debug_variant_on_synthetic_data(name, tmp_path):
     from experiments.train import train

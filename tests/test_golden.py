@@ -15,7 +15,8 @@ import pytest
 
 from experiments.train import train
 from tests.conftest import FAST, compose_config
-from tests.test_mixers_online import one_thread  # noqa: F401  (autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("MIXBENCH_UPDATE_GOLDEN") == "1"
@@ -38,6 +39,8 @@ MIXERS = {
     "dga_dr": ("mixer=dga_dr", "mixer.update_every=4"),
     "odm": ("mixer=odm", "mixer.warmup_steps=4"),
     "doremi": ("mixer=doremi",),
+    # Its proxies (one step each at 1 % of the tokens) are trained first, in the test's cache.
+    "mixmin": ("mixer=mixmin",),
     "aioli": (
         "mixer=aioli",
         "mixer.update_every=16",
@@ -46,6 +49,7 @@ MIXERS = {
         "mixer.lp_steps=1",
         "mixer.eval_sequences=4",
     ),
+    "rnb": ("mixer=rnb", "mixer.update_every=8"),
 }
 
 
@@ -60,6 +64,7 @@ def validation_losses(run_dir: Path) -> dict[str, float]:
 NEEDS_REFERENCE = {"doremi"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(MIXERS))
 def test_golden_run(name, tmp_path):
     overrides = MIXERS[name]

@@ -11,7 +11,7 @@ from experiments.results import read_results
 from experiments.train import train
 from models.batches import MixtureBatches
 from tests.conftest import FAST, compose_config, run_train_cli
-from tests.test_mixers_alignment import _lm
+from tests.mixer_runs import dga_lm
 
 GPUS = torch.cuda.device_count()
 pytestmark = pytest.mark.skipif(GPUS == 0, reason="needs a CUDA GPU")
@@ -32,7 +32,7 @@ def test_bf16_training_completes_and_resumes(tmp_path):
 
 
 def test_finite_difference_stays_exact_under_cuda_bf16_autocast():
-    exact_lm, fd_lm = _lm("backward").cuda(), _lm("finite_difference").cuda()
+    exact_lm, fd_lm = dga_lm("backward").cuda(), dga_lm("finite_difference").cuda()
 
     def scores(logs):
         return np.array([logs[f"alignment/domain_{i:02d}"] for i in range(4)])

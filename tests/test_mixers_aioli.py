@@ -19,8 +19,9 @@ from mixers.aioli import AioliConfig, aioli_mixture, normalized, unmixed
 from models.batches import MixtureBatches
 from models.gpt import GPT, GPTConfig, sequence_loss
 from tests.conftest import FAST, ROOT, run_train_cli
-from tests.test_mixers_online import one_thread  # noqa: F401  (autouse fixture)
-from tests.test_mixers_train import run, trajectory
+from tests.mixer_runs import run, trajectory
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def view(k: int, seed: int = 0):
@@ -276,6 +277,7 @@ def test_aioli_in_a_run_trains_learn_params_steps_and_counts_its_measurements(tm
     assert "mixer/learn_params_loss" in header
 
 
+@pytest.mark.slow
 def test_aioli_resumes_exactly_from_inside_learn_params(tmp_path):
     overrides = (*AIOLI, "train.checkpoint_every=17")
     whole, whole_dir = run(tmp_path, "whole", *overrides)

@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from domains.synthetic import SyntheticDataConfig, generate
-from mixers import build_mixer
 from mixers.alignment import (
     alignment_scores,
     backward_scores,
@@ -14,11 +13,10 @@ from mixers.alignment import (
     inner,
     trainable_parameters,
 )
-from mixers.dga import DGAConfig
 from models.gpt import GPT, GPTConfig, sequence_loss
-from models.lm import MixtureLM
-from models.train_config import TrainConfig
-from tests.test_mixers_online import one_thread  # noqa: F401  (autouse fixture)
+from tests.mixer_runs import dga_lm
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -118,18 +116,6 @@ def test_finite_difference_cannot_honour_gradient_clipping(setup):
         alignment_scores("finite_difference", model, loss, batches, g_s, lambda t: t, 1.0)
 
 
-def _lm(alignment: str) -> MixtureLM:
-    """A LightningModule as a run builds it (seed 0), with DGA using `alignment`."""
-    data = generate(SyntheticDataConfig(num_domains=4, sequences_per_domain=16), seq_len=32)
-    # Unclipped, so that both estimators compute the same inner products.
-    mixer = build_mixer(DGAConfig(alignment=alignment, grad_clip=None), data.mixer_view())
-    torch.manual_seed(0)
-    model_cfg = GPTConfig(vocab_size=data.vocab_size, context_length=32, n_layer=2, d_model=64)
-    lm = MixtureLM(model_cfg, TrainConfig(), data, mixer, seed=0, max_steps=10)
-    lm.setup("fit")
-    return lm
-
-
 def test_finite_difference_stays_exact_under_bf16_autocast():
     """Lightning runs training_step under autocast with trainer=gpu (bf16-mixed); in bf16 the
     central difference of two losses 1e-4 apart is round-off (relative error ~0.7, sign flips).
@@ -138,8 +124,8 @@ def test_finite_difference_stays_exact_under_bf16_autocast():
     def scores(logs):
         return np.array([logs[f"alignment/domain_{i:02d}"] for i in range(4)])
 
-    exact = scores(_lm("backward").update_mixer(0, training_batch=None))
+    exact = scores(dga_lm("backward").update_mixer(0, training_batch=None))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        estimated = scores(_lm("finite_difference").update_mixer(0, training_batch=None))
+        estimated = scores(dga_lm("finite_difference").update_mixer(0, training_batch=None))
     assert np.abs(exact).max() > 0.01
     assert np.linalg.norm(estimated - exact) / np.linalg.norm(exact) < 1e-2

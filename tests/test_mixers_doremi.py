@@ -17,8 +17,9 @@ from mixers import build_mixer
 from mixers.base import TrainingBatch
 from mixers.doremi import DoReMiConfig, excess_loss_sums
 from tests.conftest import FAST, compose_config, run_train_cli
-from tests.test_mixers_online import one_thread  # noqa: F401  (autouse fixture)
-from tests.test_mixers_train import run, trajectory
+from tests.mixer_runs import run, trajectory
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # The reference model is smaller than the proxy (SMALL: 2 layers of 64): its own config is used.
 REFERENCE = ("model.n_layer=1", "model.d_model=32")
@@ -185,11 +186,13 @@ def reference_run(tmp_path_factory):
     return results, run_dir
 
 
+@pytest.mark.slow
 def test_a_completed_run_saves_its_final_model_as_the_last_checkpoint(reference_run):
     results, run_dir = reference_run
     assert load_checkpoint(run_dir / "checkpoints/last.ckpt")["global_step"] == results["steps"]
 
 
+@pytest.mark.slow
 def test_doremi_in_a_run_records_its_weights_and_its_cost(tmp_path, reference_run):
     reference, reference_dir = reference_run
     proxy, proxy_dir = run(tmp_path, "doremi", "mixer=doremi", f"mixer.reference={reference_dir}")
@@ -228,6 +231,7 @@ def test_doremi_in_a_run_records_its_weights_and_its_cost(tmp_path, reference_ru
     )
 
 
+@pytest.mark.slow
 def test_doremi_resumes_exactly(tmp_path, reference_run):
     _, reference_dir = reference_run
     overrides = ("mixer=doremi", f"mixer.reference={reference_dir}", "train.checkpoint_every=12")
@@ -251,6 +255,7 @@ def test_doremi_resumes_exactly(tmp_path, reference_run):
         assert torch.equal(model[key], tensor), key
 
 
+@pytest.mark.slow
 def test_a_wrong_reference_fails_clearly(tmp_path, reference_run, monkeypatch):
     _, reference_dir = reference_run
     missing = tmp_path / "no_such_run"
@@ -292,7 +297,7 @@ def test_a_wrong_reference_fails_clearly(tmp_path, reference_run, monkeypatch):
 
 @pytest.mark.slow
 def test_doremi_from_the_command_line_over_two_ranks(tmp_path, reference_run):
-    from tests.test_mixers_train import SMALL
+    from tests.mixer_runs import SMALL
 
     reference, reference_dir = reference_run
     proc = run_train_cli(
@@ -313,6 +318,7 @@ def test_doremi_from_the_command_line_over_two_ranks(tmp_path, reference_run):
     assert rank0 != pytest.approx([1 / 8] * 8, abs=1e-3)
 
 
+@pytest.mark.slow
 def test_without_a_reference_the_run_trains_one_first(tmp_path):
     """`mixer=doremi` alone: the same run on uniform weights is trained first, in
     <run dir>/reference, and its compute is this run's upstream cost; a re-run skips both."""

@@ -10,8 +10,9 @@ from domains.synthetic import SyntheticDataConfig, generate
 from mixers import build_mixer
 from mixers.dga_dr import DGADRConfig, DGADRMixer
 from mixers.importance import ImportanceConfig
+from mixers.mixture_file import MIXTURE_FILE, write_mixture_file
 from mixers.simplex import exponentiated_step, mirror_update, with_floor
-from mixers.static import MIXTURE_FILE, StaticConfig, write_mixture_file
+from mixers.static import StaticConfig
 
 
 def synthetic(**overrides):

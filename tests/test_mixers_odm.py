@@ -10,8 +10,9 @@ from domains.synthetic import SyntheticDataConfig, generate
 from experiments.results import read_results
 from mixers import build_mixer
 from mixers.odm import ODMConfig, exploration
-from tests.test_mixers_online import one_thread  # noqa: F401  (autouse fixture)
-from tests.test_mixers_train import run, trajectory
+from tests.mixer_runs import run, trajectory
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def view(k: int):
@@ -61,6 +62,7 @@ def test_weights_stay_uniform_through_the_warm_up():
         ODMConfig(smoothing=1.0)
 
 
+@pytest.mark.slow
 def test_odm_in_a_run_records_its_weights_and_resumes_exactly(tmp_path):
     overrides = ("mixer=odm", "mixer.warmup_steps=4", "train.checkpoint_every=12")
     whole, whole_dir = run(tmp_path, "whole", *overrides)

@@ -24,14 +24,7 @@ from models.gpt import GPT, GPTConfig, sequence_loss, token_losses
 SEQ_LEN = 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models on a shared 2-core machine: one intra-op thread is many times faster than
-    two threads contending with other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def synthetic(num_domains: int = 4, **overrides) -> DomainData:

@@ -2,37 +2,24 @@
 known answer on synthetic data, the weight trajectory and logs, checkpoint round trips, and the
 hand-off of a DoGE proxy's time-averaged weights to a fresh model through `static`."""
 
-import csv
-
 import numpy as np
 import pytest
 
 from experiments.results import read_results
-from experiments.train import train
 from mixers.dga import DGAMixer
 from models.batches import MixtureBatches
-from tests.conftest import FAST, compose_config
-from tests.test_mixers_online import one_thread  # noqa: F401  (autouse fixture)
+from tests.mixer_runs import run, trajectory
 
-# FAST with a smaller GPT: 8192 tokens / (8 sequences x 32 tokens) = 32 steps.
-SMALL = (*FAST, "model.n_layer=2", "model.d_model=64", "train.resume=null")
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 ON_TARGET = ("domain_00", "domain_01")  # the synthetic specialist set mixes domains 0 and 1
-
-
-def run(tmp_path, name, *overrides):
-    run_dir = tmp_path / name
-    return train(compose_config(*SMALL, *overrides), run_dir), run_dir
-
-
-def trajectory(run_dir):
-    with open(run_dir / "weights.csv", newline="") as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def on_target(weights: dict) -> float:
     return sum(weights[name] for name in ON_TARGET)
 
 
+@pytest.mark.slow
 def test_dga_moves_the_weight_onto_the_specialists_domains(tmp_path):
     # This small GPT's gradients are smaller than the default model's: a larger eta.
     overrides = ("mixer=dga", "mixer.update_every=4", "mixer.eta=5", "mixer.probe_batch=8")
@@ -98,6 +85,7 @@ def test_doge_target_mode_moves_the_weight_onto_the_specialists_domains_and_hand
     assert final["final_weights"] == pytest.approx(proxy["final_weights"], rel=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "overrides",
     [
@@ -128,6 +116,7 @@ def test_every_mixer_trains_and_records_its_weights(tmp_path, overrides):
         assert results["probe_tokens"] == 4 * (4 * 4 + 16) * 32
 
 
+@pytest.mark.slow
 def test_every_batch_is_drawn_with_the_weights_recorded_for_its_step(tmp_path, monkeypatch):
     """weights.csv and the time average hold the weights each batch was drawn with: an update
     at step s takes effect on step s's own batch."""

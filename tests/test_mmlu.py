@@ -16,14 +16,14 @@ from domains import mmlu
 from domains.data import MultipleChoiceTask
 from domains.preparation import prepare
 from domains.sources import Document
+from domains.steps import _mmlu_split, content_key
 from domains.store import read_manifest, read_task
-from domains.text import _mmlu_split, content_key
 from experiments.checkpoints import load_checkpoint
 from experiments.config import check_config
 from experiments.train import train
 from models.scoring import score
 from tests.conftest import compose_config
-from tests.test_domains_pipeline import SEQ_LEN, SHORT_TRAINING, write_corpus
+from tests.text_corpus import SEQ_LEN, SHORT_TRAINING, write_corpus
 
 SUBJECT = "anatomy"
 
@@ -133,6 +133,7 @@ def mmlu_overrides(corpus, cache) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_a_run_on_an_mmlu_subject_records_the_task_scores(tmp_path):
     corpus, cache = tmp_path / "corpus.jsonl", tmp_path / "cache"
     write_corpus(corpus)

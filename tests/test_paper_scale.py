@@ -11,10 +11,12 @@ import pytest
 from domains.data import DomainData, TokenSequences
 from mixers import build_mixer
 from mixers.dga_dr import DGADRConfig
+from models.evaluation import EvalGroups
 from models.gpt import GPTConfig
-from models.lm import EvalGroups, MixtureLM
+from models.lm import MixtureLM
 from models.train_config import TrainConfig
-from tests.test_mixers_online import one_thread  # noqa: F401  (autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 COARSE, FINE, SEQ_LEN, VOCAB = 64, 4096, 8, 32
 K = COARSE * FINE
@@ -46,6 +48,7 @@ def paper_scale() -> DomainData:
     )
 
 
+@pytest.mark.slow
 def test_evaluation_groups_are_the_coarse_clusters_spread_over_their_domains(paper_scale):
     groups = EvalGroups.of(paper_scale)
     assert groups.prefix == "val/coarse/" and len(groups.names) == COARSE
@@ -56,6 +59,7 @@ def test_evaluation_groups_are_the_coarse_clusters_spread_over_their_domains(pap
         assert all(d // FINE == c and j == 0 for d, j in pairs)
 
 
+@pytest.mark.slow
 def test_a_short_dga_dr_run_over_262144_domains(paper_scale):
     steps = 4
     mixer = build_mixer(

@@ -19,8 +19,8 @@ from experiments.pipeline import (
     check_pipeline,
     run_pipeline,
 )
+from experiments.regmix import RegMixConfig
 from experiments.results import read_results
-from mixers.regmix import RegMixConfig
 from tests.conftest import FAST, ROOT, compose_config, run_train_cli
 
 PIPELINE_EXPERIMENTS = sorted(
@@ -118,6 +118,7 @@ def test_doremi_chain_hands_reference_to_proxy_to_final(tmp_path):
     assert summary["final"]["run_dir"] == str(tmp_path / "final")
 
 
+@pytest.mark.slow
 def test_a_single_stage_method_of_the_peers_sweep_trains_its_mixer(tmp_path):
     task = ["experiment=peers", *TINY, "pipeline.method=importance"]
     cfg = compose_config(*task)
@@ -132,6 +133,7 @@ def test_a_single_stage_method_of_the_peers_sweep_trains_its_mixer(tmp_path):
     assert "JoblibLauncher" in (tmp_path / "multirun.yaml").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", PIPELINE_EXPERIMENTS)
 def test_pipeline_experiments_name_real_methods(name):
     assert {"doremi", "peers", "regmix"} <= set(PIPELINE_EXPERIMENTS)

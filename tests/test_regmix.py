@@ -1,5 +1,5 @@
-"""RegMix's math (mixers/regmix.py): swarm sampling rules against hand computations, the regressor
-on the RegMix authors' released swarm, and the proposal."""
+"""RegMix's math (experiments/regmix.py): swarm sampling rules against hand computations, the
+regressor on the RegMix authors' released swarm, and the proposal."""
 
 import math
 
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mixers.regmix import (
+from experiments.regmix import (
     RegMixConfig,
     dirichlet_strengths,
     draw_candidates,

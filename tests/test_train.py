@@ -28,6 +28,7 @@ from models.train_config import TrainConfig
 from tests.conftest import CONF_DIR, FAST, compose_config, run_train_cli
 
 
+@pytest.mark.slow
 def test_cli_run_writes_results_metrics_and_wandb_files(tmp_path):
     run_dir = tmp_path / "run"
     overrides = [o for o in FAST if o != "logger=csv"]
@@ -78,7 +79,7 @@ def test_cli_run_writes_results_metrics_and_wandb_files(tmp_path):
 
 
 def test_the_wandb_summary_names_each_domain_with_its_label():
-    from experiments.train import _wandb_summary
+    from experiments.loggers import wandb_summary as _wandb_summary
 
     metrics = {"val/target_loss": 4.0, "val/domain/domain_00": 5.0, "val/domain/domain_01": 6.0}
     labels = {"domain_00": "bbc/tech: mobile, phone", "domain_01": "domain_01"}
@@ -110,6 +111,7 @@ def test_a_wrong_type_fails_naming_the_key():
     assert "train.tokens" in message and "lots" in message
 
 
+@pytest.mark.slow
 def test_an_unknown_mixer_lists_the_available_ones():
     proc = run_train_cli("mixer=no_such_mixer")
     assert proc.returncode == 1
@@ -202,6 +204,7 @@ def test_a_failing_run_records_the_error(tmp_path):
     assert "target_domains" in results["error"]["message"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("options", "saved_by_automatic_optimization"),
     [
@@ -263,6 +266,7 @@ def test_resumed_run_matches_the_uninterrupted_one(
     assert validation_rows(resumed_dir) == validation_rows(tmp_path / "full")
 
 
+@pytest.mark.slow
 def test_rerunning_a_completed_run_skips_it_and_guards_its_directory(tmp_path):
     cfg = compose_config(*FAST)
     first = train(cfg, tmp_path)
@@ -338,6 +342,7 @@ def test_config_mistakes_fail_before_any_data_is_prepared(overrides, message, mo
         run_prepare(cfg)
 
 
+@pytest.mark.slow
 def test_a_truncated_last_checkpoint_falls_back_to_the_previous_one(tmp_path):
     """A kill during a save used to leave a truncated last.ckpt, and the re-run failed with a
     zip-archive error. Saves are atomic and keep the previous checkpoint; an unreadable last one
@@ -398,6 +403,7 @@ def test_relabel_labels_records_written_before_runs_labelled_themselves(tmp_path
     assert read_results(tmp_path / "running")["mixer_label"] is None  # its run writes its own
 
 
+@pytest.mark.slow
 def test_training_metrics_are_logged_and_read_only_on_logging_steps(tmp_path, monkeypatch):
     """The loggers write train/* every `train.log_every` steps, as before, and the progress bar
     reads the metrics (`.item()` on each: a host sync on a GPU) only on those steps."""
@@ -423,6 +429,7 @@ def test_training_metrics_are_logged_and_read_only_on_logging_steps(tmp_path, mo
     assert set(reads) == {8, 16, 24, 32}  # (and once more at the end of the epoch)
 
 
+@pytest.mark.slow
 def test_the_progress_bar_says_training_not_an_epoch_count(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("experiments.progress.interactive", lambda: True)
     train(compose_config(*FAST), tmp_path)

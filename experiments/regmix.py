@@ -16,7 +16,9 @@ math, as pure functions of numpy arrays and a seeded `numpy.random.Generator`.
 3. The proposal (`propose`): the mean of the `top_k` of `proposal_samples` Dirichlet(prior)
    mixtures with the lowest predicted loss.
 
-The experiment that trains the swarm and the final run is experiments/pipeline.py.
+Not a mixer: an offline method whose runs are static mixtures. The pipeline that trains the swarm
+and the final run is experiments/pipeline.py (`pipeline.method=regmix`), its options
+`pipeline.regmix.*`.
 """
 
 from __future__ import annotations

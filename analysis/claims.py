@@ -1,0 +1,305 @@
+"""Registered claims: verdicts only from a design declared before its runs.
+
+A findings experiment's config (conf/experiment/claim_*.yaml, bounded_defaults.yaml) carries a
+`registration` (experiments/config.py `Registration`): the claim, the seeds, the verdict cell
+(summary column -> value) and families of comparisons, each "a > b" (a better than b on the
+family's metric, lower being better), paired by seed. A family's p-values are Holm-corrected
+together; a comparison's verdict is taken from the adjusted p (below 0.05: the better side
+*beats* the other) and only once every registered seed has completed. Runs outside the cell or
+the seeds (seeds added after a look, another k) are summarised as exploratory, never as a
+verdict. Every run records the registration it was made under; one that differs from the
+config's current registration is reported.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from analysis.decision import REGISTERED_LARGE, REGISTERED_SMALL
+from analysis.paired import ALPHA, MIN_SEEDS, compare, holm
+from analysis.results import load_runs
+from analysis.summaries import registration_digest, summarize
+from experiments.config import Registration
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "experiment"
+# Stability measures shown for every mixer of a registered claim (run-summary columns).
+SIGN_REVERSALS = "sign_reversals"
+
+
+def registration(experiment: str, conf_dir: Path = CONF_DIR) -> dict | None:
+    """The experiment config's registration, as plain data (None if it has none)."""
+    path = conf_dir / f"{experiment}.yaml"
+    if not path.exists():
+        return None
+    declared = OmegaConf.load(path).get("registration")
+    if declared is None:
+        return None
+    # Through its schema, as a run records it (defaults filled in, e.g. a family's metric).
+    return OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(Registration), declared))
+
+
+def registered_experiments(conf_dir: Path = CONF_DIR) -> list[str]:
+    """The experiments with a registered family of comparisons, in name order (the decision-
+    accuracy design registers its seeds and claim but no family: analysis/decision.py)."""
+    return [
+        p.stem
+        for p in sorted(conf_dir.glob("*.yaml"))
+        if (reg := registration(p.stem, conf_dir)) and reg["families"]
+    ]
+
+
+def comparison_sides(comparison: str) -> tuple[str, str]:
+    """ "a > b" -> (a, b)."""
+    better, sep, worse = comparison.partition(" > ")
+    if not sep or not better.strip() or not worse.strip():
+        raise ValueError(f"a registered comparison reads 'a > b', got {comparison!r}")
+    return better.strip(), worse.strip()
+
+
+def split_design(runs: pd.DataFrame, reg: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The completed runs inside the registered cell and seeds, and every other completed run
+    (exploratory)."""
+    done = runs[runs["status"] == "completed"]
+    inside = done["seed"].isin(reg["seeds"])
+    for column, value in (reg.get("cell") or {}).items():
+        inside &= done[column] == value if column in done else False
+    return done[inside], done[~inside]
+
+
+def _by_seed(runs: pd.DataFrame, label: str, metric: str) -> pd.Series | None:
+    mine = runs[runs["mixer_label"] == label]
+    return mine.groupby("seed")[metric].mean() if len(mine) and metric in mine else None
+
+
+def family_table(runs: pd.DataFrame, comparisons: list[str], metric: str) -> pd.DataFrame:
+    """One row per comparison "a > b": the paired gain (b - a on `metric`, positive when a is
+    better), its 95 % interval, paired seeds, raw and Holm-adjusted p."""
+    rows = []
+    for comparison in comparisons:
+        better, worse = comparison_sides(comparison)
+        interval = compare(_by_seed(runs, worse, metric), _by_seed(runs, better, metric))
+        rows.append({"comparison": comparison, **interval._asdict()})
+    table = pd.DataFrame(rows)
+    table["p_holm"] = holm(table["p"].tolist())
+    return table
+
+
+def verdict(row: pd.Series, seeds_registered: int) -> str:
+    better, worse = comparison_sides(row["comparison"])
+    if row["n"] < max(MIN_SEEDS, seeds_registered):
+        return f"pending ({row['n']} of {seeds_registered} seeds)"
+    if row["p_holm"] < ALPHA:
+        return f"{better} beats {worse}" if row["mean"] > 0 else f"{worse} beats {better}"
+    return "not separated"
+
+
+def _p(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:.3f}" if value >= 0.001 else "<0.001"
+
+
+def _interval(row) -> str:
+    if row["n"] == 0:
+        return "–"
+    if math.isnan(row["low"]):
+        return f"{row['mean']:+.3f} (no interval)"
+    return f"{row['mean']:+.3f} [{row['low']:+.3f}, {row['high']:+.3f}]"
+
+
+def _where_text(family: dict) -> str:
+    where = family.get("where") or {}
+    return f" on {', '.join(f'{k} = {v}' for k, v in where.items())}" if where else ""
+
+
+def family_results(family: dict, runs: pd.DataFrame, seeds: int) -> pd.DataFrame:
+    """`family_table` on the family's runs (its `where`), with each comparison's verdict."""
+    for column, value in (family.get("where") or {}).items():
+        runs = runs[runs[column] == value] if column in runs else runs.iloc[:0]
+    table = family_table(runs, family["comparisons"], family.get("metric", "target_loss"))
+    table["verdict"] = [verdict(row, seeds) for _, row in table.iterrows()]
+    return table
+
+
+def family_lines(name: str, family: dict, runs: pd.DataFrame, seeds: int) -> list[str]:
+    table = family_results(family, runs, seeds)
+    lines = [
+        f"*Family `{name}`*{_where_text(family)} ({family.get('metric', 'target_loss')}, lower "
+        f'is better; gain = b - a for "a > b", paired by seed; Holm over its {len(table)} '
+        f"comparison{'s' if len(table) != 1 else ''}):",
+        "",
+        "| comparison | seeds | gain [95 % CI] | p | p (Holm) | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for _, row in table.iterrows():
+        lines.append(
+            f"| {row['comparison']} | {row['n']} | {_interval(row)} | {_p(row['p'])} "
+            f"| {_p(row['p_holm'])} | {row['verdict']} |"
+        )
+    return [*lines, ""]
+
+
+def _outcome(row: pd.Series) -> str:
+    """A verdict in a word, for the summary: *holds*, *reversed* or the verdict itself."""
+    better, worse = comparison_sides(row["comparison"])
+    return {f"{better} beats {worse}": "holds", f"{worse} beats {better}": "reversed"}.get(
+        row["verdict"], row["verdict"]
+    )
+
+
+README_START = "<!-- generated by python -m analysis.findings: do not edit by hand -->"
+README_END = "<!-- end of the generated summary -->"
+
+
+def with_summary(readme: str, lines: list[str]) -> str:
+    """`readme` with the text between its summary markers replaced by `lines`."""
+    start, end = readme.find(README_START), readme.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError(f"README.md lacks the markers {README_START} ... {README_END}")
+    block = "\n".join([README_START, *lines, README_END])
+    return readme[:start] + block + readme[end + len(README_END) :]
+
+
+def summary_lines(load, conf_dir: Path = CONF_DIR) -> list[str]:
+    """The README's findings summary: one line per registered experiment that has run, with
+    each comparison's paired gain, Holm-adjusted p and verdict, and one naming those not run.
+    `load(experiment)` gives an experiment's run summary or None."""
+    lines, not_run = [], []
+    for experiment in registered_experiments(conf_dir):
+        reg, runs = registration(experiment, conf_dir), load(experiment)
+        if runs is None:
+            not_run.append(f"`{experiment}`")
+            continue
+        design, _ = split_design(runs, reg)
+        results = [
+            f"{row['comparison']} {_interval(row)}, Holm p {_p(row['p_holm'])}: {_outcome(row)}"
+            for family in reg["families"].values()
+            for _, row in family_results(family, design, len(reg["seeds"])).iterrows()
+        ]
+        seeds = ", ".join(map(str, reg["seeds"]))
+        lines.append(f"- `experiment={experiment}` (seeds {seeds}): {'; '.join(results)}.")
+    decision = (REGISTERED_SMALL, REGISTERED_LARGE)
+    if any(load(experiment) is None for experiment in decision):
+        not_run.append(" and ".join(f"`{experiment}`" for experiment in decision))
+    else:
+        lines.append("- Decision accuracy across scales (registered): in docs/findings.md.")
+    if not_run:
+        lines.append(f"- Registered, not run yet: {', '.join(not_run)}.")
+    return lines
+
+
+def measures_lines(runs: pd.DataFrame) -> list[str]:
+    """Per mixer: its specialist loss, collapsed seeds and how often its weights' update
+    direction reversed (analysis/summaries.py `sign_reversals`)."""
+    lines = [
+        "| mixer | seeds | specialist loss | collapsed seeds "
+        "| sign reversals per update (– not recorded or no moves) |",
+        "|---|---|---|---|---|",
+    ]
+    for label, mine in runs.groupby("mixer_label", sort=True):
+        collapsed = mine["collapsed"].fillna(False).astype(bool).sum()
+        reversals = mine[SIGN_REVERSALS].mean() if SIGN_REVERSALS in mine else math.nan
+        lines.append(
+            f"| {label} | {len(mine)} | {mine['target_loss'].mean():.3f} "
+            f"| {collapsed} of {len(mine)} | "
+            f"{'–' if math.isnan(reversals) else f'{reversals:.3f}'} |"
+        )
+    return [*lines, ""]
+
+
+def _registration_note(runs: pd.DataFrame, reg: dict) -> list[str]:
+    """Says whether the runs were made under the registration the config holds now."""
+    current = registration_digest(reg)
+    recorded = (
+        runs["registration"].fillna("")
+        if "registration" in runs
+        else pd.Series([""] * len(runs), dtype=object)
+    )
+    changed = sorted(set(recorded) - {"", current})
+    if changed:
+        return [
+            f"**The registration changed after runs existed**: {int(recorded.isin(changed).sum())}"
+            f" run(s) were made under {', '.join(changed)}, the config now holds {current}.",
+            "",
+        ]
+    if (recorded == "").any():
+        return [
+            f"{int((recorded == '').sum())} run(s) carry no registration record (made before "
+            "runs recorded theirs); the design is the config's, committed before them.",
+            "",
+        ]
+    return []
+
+
+def claim_section(experiment: str, reg: dict, runs: pd.DataFrame | None) -> list[str]:
+    """The report's section for one registered experiment."""
+    cell = ", ".join(f"{k} = {v}" for k, v in (reg.get("cell") or {}).items()) or "its setting"
+    lines = [
+        f"## Registered: `experiment={experiment}`",
+        "",
+        f"*Claim* (registered {reg['registered']}, conf/experiment/{experiment}.yaml): "
+        f"{reg['claim']}",
+        "",
+        f"Verdict cell: {cell}; seeds {', '.join(map(str, reg['seeds']))}.",
+        "",
+    ]
+    if runs is None:
+        return [*lines, f"Not run yet: `make findings EXP={experiment}`.", ""]
+    design, exploratory = split_design(runs, reg)
+    lines += _registration_note(runs, reg)
+    for name, family in reg["families"].items():
+        lines += family_lines(name, family, design, len(reg["seeds"]))
+    lines += measures_lines(design)
+    if len(exploratory):
+        lines += [
+            f"Exploratory, not a verdict: {len(exploratory)} completed run(s) outside the "
+            "registered cell or seeds are in the summary and take no part above.",
+            "",
+        ]
+    return lines
+
+
+def _data_line(runs: pd.DataFrame) -> list[str]:
+    """Which data the runs trained on, from their recorded config."""
+    columns = [
+        c for c in ("config.data.source", "config.data.paths", "config.data.name") if c in runs
+    ]
+    described = sorted(
+        {
+            ", ".join(
+                f"{c.removeprefix('config.')}={r[c]}"
+                for c in columns
+                if pd.notna(r[c]) and r[c] != "[]"
+            )
+            for _, r in runs.iterrows()
+        }
+    )
+    return [f"Data: {'; '.join(described)}.", ""] if described else []
+
+
+def render_runs(runs_dir: Path, conf_dir: Path = CONF_DIR) -> str:
+    """The registered claims' sections for the sweeps under `runs_dir`, one directory per
+    registered experiment and named after it (what `make claims` writes): the same verdicts as
+    docs/findings.md, on the data those runs used (e.g. a user's own corpus)."""
+    experiments = registered_experiments(conf_dir)
+    sweeps = [e for e in experiments if (runs_dir / e).is_dir()]
+    if not sweeps:
+        raise FileNotFoundError(
+            f"no sweep of a registered experiment ({', '.join(experiments)}) under {runs_dir}: "
+            "run `make claims DATA=...` first"
+        )
+    parts = [
+        f"# The registered claims on the runs in {runs_dir}",
+        "",
+        "Generated by `python -m analysis.findings --runs`. Verdicts come only from the "
+        "registered designs (conf/experiment/<experiment>.yaml), Holm-adjusted within each "
+        "family; runs outside a design's cell or seeds are exploratory.",
+        "",
+    ]
+    for experiment in sweeps:
+        runs = load_runs([runs_dir / experiment])
+        section = claim_section(experiment, registration(experiment, conf_dir), summarize(runs))
+        parts += [*section[:2], *_data_line(runs), *section[2:]]
+    return "\n".join(parts).rstrip() + "\n"

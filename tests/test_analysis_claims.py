@@ -1,0 +1,162 @@
+"""Registered claims: verdicts only from the registered cell and seeds, Holm within a family by
+hand, a changed registration shown, and sign reversals that an EMA cannot shrink by
+construction."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from analysis.claims import (
+    claim_section,
+    family_table,
+    registered_experiments,
+    registration,
+    split_design,
+    verdict,
+)
+from analysis.summaries import registration_digest, sign_reversals
+from experiments.results import TRAJECTORY_FILE
+
+UNIFORM = np.array([6.0, 6.1, 6.2, 6.05, 6.15])
+DIFFS = {  # uniform - mixer, per seed
+    "good": np.array([0.30, 0.28, 0.33, 0.31, 0.29]),
+    "noisy": np.array([0.2, -0.15, 0.1, -0.05, 0.02]),
+    "bad": -np.array([0.2, 0.22, 0.19, 0.21, 0.2]),
+}
+REGISTRATION = {
+    "registered": "2026-12-07",
+    "claim": "good beats uniform",
+    "seeds": [0, 1, 2, 3, 4],
+    "cell": {"tokens_per_domain": 10_000},
+    "families": {"vs_uniform": {"comparisons": [f"{m} > uniform" for m in DIFFS]}},
+}
+
+
+def runs(cap: int = 10_000, seeds=range(5), registered: str = "") -> pd.DataFrame:
+    losses = {"uniform": UNIFORM, **{m: UNIFORM - d for m, d in DIFFS.items()}}
+    return pd.DataFrame(
+        [
+            {
+                "mixer_label": label,
+                "seed": seed,
+                "status": "completed",
+                "tokens_per_domain": cap,
+                "target_loss": values[seed % len(values)],
+                "collapsed": False,
+                "registration": registered,
+            }
+            for label, values in losses.items()
+            for seed in seeds
+        ]
+    )
+
+
+def test_gains_p_values_and_holm_follow_their_definitions():
+    rows = family_table(runs(), [f"{m} > uniform" for m in DIFFS], "target_loss")
+    table = rows.set_index("comparison")
+    raw = {m: stats.ttest_1samp(d, 0).pvalue for m, d in DIFFS.items()}
+    order = sorted(raw, key=raw.get)  # Holm by hand: 3, 2, 1 times the sorted p's, running max
+    expected, running = {}, 0.0
+    for rank, label in enumerate(order):
+        running = max(running, min(1.0, (3 - rank) * raw[label]))
+        expected[label] = running
+    for label, d in DIFFS.items():
+        row = table.loc[f"{label} > uniform"]
+        assert row["mean"] == pytest.approx(d.mean())
+        assert row["p"] == pytest.approx(raw[label])
+        assert row["p_holm"] == pytest.approx(expected[label])
+    assert [verdict(row, 5) for _, row in rows.iterrows()] == [
+        "good beats uniform",
+        "not separated",
+        "uniform beats bad",
+    ]
+
+
+def test_holm_can_undo_a_raw_verdict():
+    """A comparison whose raw p is under 0.05 but whose family makes its adjusted p exceed it
+    gets no verdict: the family matters."""
+    diffs = np.array([0.05, 0.11, 0.02, 0.09, 0.03])  # raw p about 0.03
+    assert stats.ttest_1samp(diffs, 0).pvalue < 0.05
+    table = runs()
+    table.loc[table["mixer_label"] == "good", "target_loss"] = UNIFORM - diffs
+    alone = family_table(table, ["good > uniform"], "target_loss").iloc[0]
+    with_family = family_table(table, ["noisy > uniform", "good > uniform"], "target_loss")
+    assert verdict(alone, 5) == "good beats uniform"
+    assert verdict(with_family.iloc[1], 5) == "not separated"
+
+
+def test_only_the_registered_cell_and_seeds_give_verdicts():
+    inside = runs(seeds=range(5))
+    extra = pd.concat([runs(cap=40_000), runs(seeds=[5, 6])], ignore_index=True)
+    design, exploratory = split_design(pd.concat([inside, extra]), REGISTRATION)
+    assert len(design) == len(inside) and len(exploratory) == len(extra)
+    assert set(exploratory["seed"]) | set(exploratory["tokens_per_domain"]) >= {5, 6, 40_000}
+
+
+def test_a_verdict_waits_for_every_registered_seed():
+    table = family_table(runs(seeds=range(4)), ["good > uniform"], "target_loss")
+    assert verdict(table.iloc[0], 5) == "pending (4 of 5 seeds)"
+
+
+def test_a_registration_changed_after_its_runs_shows():
+    digest = registration_digest(REGISTRATION)
+    same = claim_section("x", REGISTRATION, runs(registered=digest))
+    assert not any("changed" in line for line in same)
+    moved = {**REGISTRATION, "cell": {"tokens_per_domain": 40_000}}
+    changed = claim_section("x", moved, runs(registered=digest))
+    assert any("The registration changed after runs existed" in line for line in changed)
+
+
+def test_the_digest_reads_the_same_from_yaml_and_from_a_summary():
+    """A CSV turns 10000 into 10000.0 and lists into JSON strings; the fingerprint must not
+    change with it."""
+    flat = {
+        "registered": "2026-12-07",
+        "claim": "good beats uniform",
+        "seeds": "[0, 1, 2, 3, 4]",
+        "cell.tokens_per_domain": 10000.0,
+        "families.vs_uniform.comparisons": '["good > uniform", "noisy > uniform", "bad > uniform"]',
+    }
+    assert registration_digest(flat) == registration_digest(REGISTRATION)
+
+
+def test_every_registered_experiment_declares_a_complete_design():
+    experiments = registered_experiments()
+    assert "claim_token_limited" in experiments and "bounded_defaults" in experiments
+    for experiment in experiments:
+        reg = registration(experiment)
+        assert reg["seeds"] and reg["claim"] and reg["families"]
+
+
+def trajectory(tmp_path, rows) -> str:
+    names = [f"d{i}" for i in range(len(rows[0]))]
+    pd.DataFrame(rows, columns=names).to_csv(tmp_path / TRAJECTORY_FILE, index=False)
+    return str(tmp_path)
+
+
+def test_sign_reversals_count_flips_of_each_weight_direction(tmp_path):
+    # Steps of d0: +, -, +  (two flips of two pairs); d1: -, +, - (two of two); d2 never moves.
+    rows = [[0.3, 0.3, 0.4], [0.4, 0.2, 0.4], [0.35, 0.25, 0.4], [0.45, 0.15, 0.4]]
+    assert sign_reversals(trajectory(tmp_path, rows)) == pytest.approx(1.0)
+    steady = [[0.3, 0.3, 0.4], [0.4, 0.2, 0.4], [0.45, 0.15, 0.4], [0.5, 0.1, 0.4]]
+    assert sign_reversals(trajectory(tmp_path, steady)) == 0.0
+
+
+def test_an_ema_that_only_shrinks_steps_keeps_the_sign_reversals(tmp_path):
+    """The EMA's steps are beta times the raw ones: the L1 oscillation halves at beta = 0.5 by
+    construction, the sign reversals do not move."""
+    raw = np.array([[0.3, 0.7], [0.5, 0.5], [0.2, 0.8], [0.6, 0.4]])
+    ema = raw[0] + 0.5 * (raw - raw[0])
+    assert sign_reversals(trajectory(tmp_path, raw.tolist())) == sign_reversals(
+        trajectory(tmp_path, ema.tolist())
+    )
+
+
+def test_the_readme_summary_is_the_one_generated_from_the_committed_summaries():
+    """No hand-typed figure: the README's findings lines are what analysis.findings writes."""
+    from analysis.claims import summary_lines, with_summary
+    from analysis.findings import README, load
+
+    readme = README.read_text()
+    assert with_summary(readme, summary_lines(load)) == readme
