@@ -27,7 +27,7 @@ How it runs here, with the option or choice behind each point:
 
 - The step's gradients (the mechanism of DoGE, `Mixer.step_gradient`): the update runs at every
   step (`should_update`), takes the step's own batch (`UpdateContext.training_batch`), and for
-  each domain present runs one forward and one backward over that domain's sequences of it
+  each domain present runs one forward and one backward over its sequences in the batch
   (`training_sequence_loss`, L_i = sum of their sequence losses / B), reads domain i's final-layer
   gradient off that backward, and sums the domains' gradients into the step's gradient, which
   the training step applies with no pass of its own: the batch's forward and backward, split by
@@ -38,8 +38,8 @@ How it runs here, with the option or choice behind each point:
   pass does.
 - The final layer is the output projection (`lm_head`), whose weight this GPT ties to the token
   embedding: g_i is the output projection's part of that weight's gradient, dl/ds a as in E.1,
-  the tied weight's gradient minus its embedding part (the embedding output's gradient added into
-  the rows of the input tokens), without the embedding part.
+  taken as the tied weight's gradient minus its embedding part (the embedding output's gradient
+  added into the rows of the input tokens); the tests compare it with E.1's dl/ds a itself.
 - `update_every` is K (steps per round; a weight update at every step that is a multiple of it,
   from the gradients of the K steps before). Default 10, DGA's update interval in this harness:
   the paper gives none.
