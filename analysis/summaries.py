@@ -81,28 +81,44 @@ def identity_columns(runs: pd.DataFrame) -> list[str]:
     return [*keys, *targets]
 
 
-def weight_oscillation(run_dir: str | None) -> float:
+def _trajectory(given: pd.DataFrame | str | None) -> pd.DataFrame | None:
+    """A weight trajectory, or the one in run directory `given` (None without either)."""
+    if isinstance(given, pd.DataFrame):
+        return given
+    return load_trajectory(given) if given else None
+
+
+def weight_measures(run_dir: str | None) -> tuple[float, float]:
+    """`weight_oscillation` and `sign_reversals` of a run, from one read of its weights.csv."""
+    if not run_dir:
+        return np.nan, np.nan
+    trajectory = load_trajectory(run_dir)
+    return weight_oscillation(trajectory), sign_reversals(trajectory)
+
+
+def weight_oscillation(trajectory: pd.DataFrame | str | None) -> float:
     """How much a run's weights moved between consecutive updates: the mean L1 distance between
     successive rows of its weights.csv (0 for a static mixer; NaN without a trajectory). Plain
     DGA's weights are said to oscillate, and the EMA to damp them: this is the measure."""
-    if not run_dir:
+    trajectory = _trajectory(trajectory)
+    if trajectory is None:
         return np.nan
-    trajectory = load_trajectory(run_dir)
     if len(trajectory) < 2:
         return 0.0 if len(trajectory) else np.nan
     return float(trajectory.diff().abs().sum(axis=1).iloc[1:].mean())
 
 
-def sign_reversals(run_dir: str | None) -> float:
+def sign_reversals(trajectory: pd.DataFrame | str | None) -> float:
     """How often a weight's direction of change flips between consecutive updates: the share
     of (component, update) pairs, among those where both steps moved it, whose step has the
     opposite sign of the step before (NaN when nothing moved twice, e.g. a static mixer). An
     EMA shrinks each step (so `weight_oscillation` falls by construction) but keeps its sign,
     alpha_new - alpha = beta (alpha_hat - alpha): this measures the pre-EMA update's direction
     and can show the EMA doing nothing."""
-    if not run_dir:
+    trajectory = _trajectory(trajectory)
+    if trajectory is None:
         return np.nan
-    steps = np.sign(load_trajectory(run_dir).diff().to_numpy()[1:])
+    steps = np.sign(trajectory.diff().to_numpy()[1:])
     both = (steps[1:] != 0) & (steps[:-1] != 0)
     if not both.any():
         return np.nan
@@ -144,8 +160,9 @@ def summarize(runs: pd.DataFrame, keys: list[str] | None = None) -> pd.DataFrame
     JSON."""
     keys = identity_columns(runs) if keys is None else keys
     table = runs[keys + RUN_COLUMNS + task_columns(runs)].copy()
-    table["weight_oscillation"] = [weight_oscillation(d) for d in runs["run_dir"]]
-    table["sign_reversals"] = [sign_reversals(d) for d in runs["run_dir"]]
+    measures = [weight_measures(d) for d in runs["run_dir"]]
+    table["weight_oscillation"] = [oscillation for oscillation, _ in measures]
+    table["sign_reversals"] = [reversals for _, reversals in measures]
     table["registration"] = [_run_registration(row) for _, row in runs.iterrows()]
     for column in WEIGHT_COLUMNS:
         table[column] = [
