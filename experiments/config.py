@@ -99,6 +99,10 @@ class Registration:
     seeds: list[int] = MISSING
     cell: dict[str, Any] = field(default_factory=dict)
     families: dict[str, Family] = field(default_factory=dict)
+    # Runs taken from another registered experiment's summary instead of re-run: experiment ->
+    # mixer labels. Only for runs made with this design's own data, model and training options,
+    # so that a re-run (same seed) would reproduce them exactly; they count toward the verdicts.
+    reuses: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
