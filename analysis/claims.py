@@ -8,7 +8,9 @@ together; a comparison's verdict is taken from the adjusted p (below 0.05: the b
 *beats* the other) and only once every registered seed has completed. Runs outside the cell or
 the seeds (seeds added after a look, another k) are summarised as exploratory, never as a
 verdict. Every run records the registration it was made under; one that differs from the
-config's current registration is reported.
+config's current registration is reported. A design may reuse another registered design's runs
+of identical config (`reuses`: experiment -> mixer labels) rather than repeat them; those runs
+are checked against that design's registration.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from omegaconf import OmegaConf
 from analysis.decision import REGISTERED_LARGE, REGISTERED_SMALL
 from analysis.paired import ALPHA, MIN_SEEDS, compare, holm
 from analysis.results import load_runs
-from analysis.summaries import registration_digest, summarize
+from analysis.summaries import registration_digest, summarize, total_flops
 from experiments.config import Registration
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "experiment"
@@ -39,7 +41,14 @@ def registration(experiment: str, conf_dir: Path = CONF_DIR) -> dict | None:
     if declared is None:
         return None
     # Through its schema, as a run records it (defaults filled in, e.g. a family's metric).
-    return OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(Registration), declared))
+    reg = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(Registration), declared))
+    for other in reg["reuses"]:
+        if registration(other, conf_dir) is None:
+            raise ValueError(
+                f"{path.name}: registration.reuses names {other!r}, which is not a registered "
+                f"experiment (no registration in {conf_dir / (other + '.yaml')})"
+            )
+    return reg
 
 
 def registered_experiments(conf_dir: Path = CONF_DIR) -> list[str]:
@@ -50,6 +59,18 @@ def registered_experiments(conf_dir: Path = CONF_DIR) -> list[str]:
         for p in sorted(conf_dir.glob("*.yaml"))
         if (reg := registration(p.stem, conf_dir)) and reg["families"]
     ]
+
+
+def with_reused(runs: pd.DataFrame | None, reg: dict, load) -> pd.DataFrame | None:
+    """`runs` and the runs `reg` reuses from other registered designs (`load(experiment)` gives
+    a design's run summary or None), each marked with the design it came from (`reused_from`,
+    "" for the design's own)."""
+    frames = [] if runs is None else [runs.assign(reused_from="")]
+    for other, labels in (reg.get("reuses") or {}).items():
+        theirs = load(other)
+        if theirs is not None:
+            frames.append(theirs[theirs["mixer_label"].isin(labels)].assign(reused_from=other))
+    return pd.concat(frames, ignore_index=True) if frames else None
 
 
 def comparison_sides(comparison: str) -> tuple[str, str]:
@@ -168,17 +189,29 @@ def summary_lines(load, conf_dir: Path = CONF_DIR) -> list[str]:
     `load(experiment)` gives an experiment's run summary or None."""
     lines, not_run = [], []
     for experiment in registered_experiments(conf_dir):
-        reg, runs = registration(experiment, conf_dir), load(experiment)
+        reg = registration(experiment, conf_dir)
+        runs = with_reused(load(experiment), reg, load)
         if runs is None:
             not_run.append(f"`{experiment}`")
             continue
         design, _ = split_design(runs, reg)
-        results = [
-            f"{row['comparison']} {_interval(row)}, Holm p {_p(row['p_holm'])}: {_outcome(row)}"
+        rows = [
+            row
             for family in reg["families"].values()
             for _, row in family_results(family, design, len(reg["seeds"])).iterrows()
         ]
         seeds = ", ".join(map(str, reg["seeds"]))
+        if any(row["verdict"].startswith("pending") for row in rows):
+            fewest = min(row["n"] for row in rows)
+            lines.append(
+                f"- `experiment={experiment}` (seeds {seeds}): pending, {fewest} of "
+                f"{len(reg['seeds'])} seeds in for its least-run comparison."
+            )
+            continue
+        results = [
+            f"{row['comparison']} {_interval(row)}, Holm p {_p(row['p_holm'])}: {_outcome(row)}"
+            for row in rows
+        ]
         lines.append(f"- `experiment={experiment}` (seeds {seeds}): {'; '.join(results)}.")
     decision = (REGISTERED_SMALL, REGISTERED_LARGE)
     if any(load(experiment) is None for experiment in decision):
@@ -191,50 +224,74 @@ def summary_lines(load, conf_dir: Path = CONF_DIR) -> list[str]:
 
 
 def measures_lines(runs: pd.DataFrame) -> list[str]:
-    """Per mixer: its specialist loss, collapsed seeds and how often its weights' update
-    direction reversed (analysis/summaries.py `sign_reversals`)."""
+    """Per mixer: its specialist loss, its compute against uniform's, collapsed seeds and how
+    often its weights' update direction reversed (analysis/summaries.py `sign_reversals`)."""
+    compute = total_flops(runs).groupby(runs["mixer_label"]).mean()
+    base = compute.get("uniform", math.nan)
     lines = [
-        "| mixer | seeds | specialist loss | collapsed seeds "
+        "| mixer | seeds | specialist loss | compute (x uniform's) | collapsed seeds "
         "| sign reversals per update (– not recorded or no moves) |",
-        "|---|---|---|---|---|",
+        "|---|---|---|---|---|---|",
     ]
     for label, mine in runs.groupby("mixer_label", sort=True):
         collapsed = mine["collapsed"].fillna(False).astype(bool).sum()
         reversals = mine[SIGN_REVERSALS].mean() if SIGN_REVERSALS in mine else math.nan
+        ratio = compute[label] / base
         lines.append(
             f"| {label} | {len(mine)} | {mine['target_loss'].mean():.3f} "
+            f"| {'–' if math.isnan(ratio) else f'{ratio:.3f}'} "
             f"| {collapsed} of {len(mine)} | "
             f"{'–' if math.isnan(reversals) else f'{reversals:.3f}'} |"
         )
     return [*lines, ""]
 
 
-def _registration_note(runs: pd.DataFrame, reg: dict) -> list[str]:
-    """Says whether the runs were made under the registration the config holds now."""
-    current = registration_digest(reg)
+def _registration_note(runs: pd.DataFrame, reg: dict, conf_dir: Path) -> list[str]:
+    """Says whether the runs were made under the registration their design's config holds now
+    (this design's, or for a reused run the design it came from), and which runs are reused."""
+    origin = runs["reused_from"] if "reused_from" in runs else pd.Series("", index=runs.index)
+    current = {
+        name: registration_digest(registration(name, conf_dir) if name else reg)
+        for name in set(origin)
+    }
+    expected = origin.map(current)
     recorded = (
         runs["registration"].fillna("")
         if "registration" in runs
         else pd.Series([""] * len(runs), dtype=object)
     )
-    changed = sorted(set(recorded) - {"", current})
-    if changed:
-        return [
-            f"**The registration changed after runs existed**: {int(recorded.isin(changed).sum())}"
-            f" run(s) were made under {', '.join(changed)}, the config now holds {current}.",
+    changed = (recorded != "") & (recorded != expected)
+    lines = []
+    for name, reused in runs[origin != ""].groupby(origin[origin != ""], sort=True):
+        labels = ", ".join(sorted(set(reused["mixer_label"])))
+        lines += [
+            f"Reused from `experiment={name}` (same data, model and training options): "
+            f"{len(reused)} run(s) of {labels}.",
             "",
         ]
-    if (recorded == "").any():
-        return [
+    if changed.any():
+        was = sorted(set(recorded[changed]))
+        lines += [
+            f"**The registration changed after runs existed**: {int(changed.sum())} run(s) were "
+            f"made under {', '.join(was)}, the config now holds {current['']}"
+            + (" (or, for reused runs, their design's)" if len(current) > 1 else "")
+            + ".",
+            "",
+        ]
+    elif (recorded == "").any():
+        lines += [
             f"{int((recorded == '').sum())} run(s) carry no registration record (made before "
             "runs recorded theirs); the design is the config's, committed before them.",
             "",
         ]
-    return []
+    return lines
 
 
-def claim_section(experiment: str, reg: dict, runs: pd.DataFrame | None) -> list[str]:
-    """The report's section for one registered experiment."""
+def claim_section(
+    experiment: str, reg: dict, runs: pd.DataFrame | None, conf_dir: Path = CONF_DIR
+) -> list[str]:
+    """The report's section for one registered experiment (`runs`: its own and those it reuses,
+    `with_reused`)."""
     cell = ", ".join(f"{k} = {v}" for k, v in (reg.get("cell") or {}).items()) or "its setting"
     lines = [
         f"## Registered: `experiment={experiment}`",
@@ -248,7 +305,7 @@ def claim_section(experiment: str, reg: dict, runs: pd.DataFrame | None) -> list
     if runs is None:
         return [*lines, f"Not run yet: `make findings EXP={experiment}`.", ""]
     design, exploratory = split_design(runs, reg)
-    lines += _registration_note(runs, reg)
+    lines += _registration_note(runs, reg, conf_dir)
     for name, family in reg["families"].items():
         lines += family_lines(name, family, design, len(reg["seeds"]))
     lines += measures_lines(design)
@@ -298,8 +355,13 @@ def render_runs(runs_dir: Path, conf_dir: Path = CONF_DIR) -> str:
         "family; runs outside a design's cell or seeds are exploratory.",
         "",
     ]
+
+    def load(experiment: str) -> pd.DataFrame | None:
+        sweep = runs_dir / experiment
+        return summarize(load_runs([sweep])) if sweep.is_dir() else None
+
     for experiment in sweeps:
-        runs = load_runs([runs_dir / experiment])
-        section = claim_section(experiment, registration(experiment, conf_dir), summarize(runs))
-        parts += [*section[:2], *_data_line(runs), *section[2:]]
+        reg, own = registration(experiment, conf_dir), load_runs([runs_dir / experiment])
+        section = claim_section(experiment, reg, with_reused(summarize(own), reg, load), conf_dir)
+        parts += [*section[:2], *_data_line(own), *section[2:]]
     return "\n".join(parts).rstrip() + "\n"

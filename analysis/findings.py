@@ -71,9 +71,9 @@ def render(
     if missing:
         parts += [f"Experiments not run yet: {', '.join(missing)}.", ""]
     for experiment in claims.registered_experiments(conf_dir):
-        parts += claims.claim_section(
-            experiment, claims.registration(experiment, conf_dir), load(experiment, data_dir)
-        )
+        reg = claims.registration(experiment, conf_dir)
+        runs = claims.with_reused(load(experiment, data_dir), reg, lambda e: load(e, data_dir))
+        parts += claims.claim_section(experiment, reg, runs, conf_dir)
     parts += decision_section(
         load(REGISTERED_SMALL, data_dir), load(REGISTERED_LARGE, data_dir), registered=True
     )

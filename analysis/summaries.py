@@ -41,9 +41,15 @@ def read_summary(experiment: str, data_dir: Path = SUMMARY_DIR) -> pd.DataFrame 
     if not path.exists():
         return None
     runs = pd.read_csv(path)
-    costs = [c for c in ("train_flops", "mixer_flops", "upstream_flops") if c in runs]
-    runs["total_flops"] = runs[costs].fillna(0).sum(axis=1)  # all compute the run stands for
+    runs["total_flops"] = total_flops(runs)
     return runs
+
+
+def total_flops(runs: pd.DataFrame) -> pd.Series:
+    """All the compute each run stands for: training, its mixer's own passes (probes) and its
+    upstream runs (proxies, references)."""
+    costs = [c for c in ("train_flops", "mixer_flops", "upstream_flops") if c in runs]
+    return runs[costs].fillna(0).sum(axis=1)
 
 
 RUN_COLUMNS = [

@@ -24,6 +24,8 @@ def _collect() -> dict[str, MixerSpec]:
     """Every `SPEC` declared by a module of this package, by name (in module order)."""
     specs: dict[str, MixerSpec] = {}
     for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name):
+        if module_info.name.startswith("_"):  # __main__: the catalogue's command
+            continue
         module = importlib.import_module(f"{__name__}.{module_info.name}")
         spec = getattr(module, "SPEC", None)
         if spec is None:  # a helper module (base, simplex, alignment...)

@@ -216,4 +216,11 @@ class AioliMixer(Mixer):
         self._smoothed = array(state["smoothed"])
 
 
-SPEC = MixerSpec("aioli", AioliMixer, AioliConfig)
+SPEC = MixerSpec(
+    "aioli",
+    AioliMixer,
+    AioliConfig,
+    family="online, mixing law",
+    reference="Chen et al. 2024",
+    cost="forward passes to measure losses; LearnParams steps on probe mixtures",
+)

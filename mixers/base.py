@@ -350,3 +350,8 @@ class MixerSpec:
     mixer: type[Mixer]
     # Its config schema, a dataclass extending MixerConfig.
     config: type[MixerConfig]
+    # Its catalogue row (`python -m mixers`, the README's mixer table): its family of methods,
+    # its reference (the paper, or what it is), and its cost beyond the training steps.
+    family: str
+    reference: str
+    cost: str

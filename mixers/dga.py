@@ -166,4 +166,11 @@ class DGAMixer(Mixer):
         return logs
 
 
-SPEC = MixerSpec("dga", DGAMixer, DGAConfig)
+SPEC = MixerSpec(
+    "dga",
+    DGAMixer,
+    DGAConfig,
+    family="online, gradient alignment",
+    reference="Fan, Grangier, Ablin 2024 (bounded defaults)",
+    cost="k probe gradients + 1 specialist gradient per update (0.50 of the training FLOPs at k = 16)",
+)

@@ -106,4 +106,11 @@ class DGADRMixer(DGAMixer):
         return self.bases.T @ weights
 
 
-SPEC = MixerSpec("dga_dr", DGADRMixer, DGADRConfig)
+SPEC = MixerSpec(
+    "dga_dr",
+    DGADRMixer,
+    DGADRConfig,
+    family="online, gradient alignment",
+    reference="Fan, Grangier, Ablin 2024, distribution reweighting, for thousands of fine domains",
+    cost="p basis probe gradients + 1 per update, whatever the number of domains (0.30 from k = 16 to 512)",
+)

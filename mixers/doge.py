@@ -318,4 +318,11 @@ class DoGEMixer(Mixer):
         return reported.detach() + (w * (domain_losses - domain_losses.detach())).sum()
 
 
-SPEC = MixerSpec("doge", DoGEMixer, DoGEConfig)
+SPEC = MixerSpec(
+    "doge",
+    DoGEMixer,
+    DoGEConfig,
+    family="online, gradient alignment",
+    reference="Fan, Pagliardini, Jaggi 2023",
+    cost="k per-domain gradients of the step's batch per update (every step by default)",
+)

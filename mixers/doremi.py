@@ -237,4 +237,11 @@ class DoReMiMixer(Mixer):
         self._seen = np.asarray(state["seen"], dtype=bool)
 
 
-SPEC = MixerSpec("doremi", DoReMiMixer, DoReMiConfig)
+SPEC = MixerSpec(
+    "doremi",
+    DoReMiMixer,
+    DoReMiConfig,
+    family="online, minimax (Group DRO)",
+    reference="Xie et al. 2023, the proxy stage",
+    cost="a reference run (`upstream_flops`) + its forward pass per training token",
+)

@@ -39,4 +39,11 @@ class ImportanceMixer(Mixer):
         self.weights = specialist_histogram(data, cfg.smoothing)
 
 
-SPEC = MixerSpec("importance", ImportanceMixer, ImportanceConfig)
+SPEC = MixerSpec(
+    "importance",
+    ImportanceMixer,
+    ImportanceConfig,
+    family="static",
+    reference="Grangier et al. 2024, as used in DGA's paper",
+    cost="none",
+)

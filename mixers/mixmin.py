@@ -360,4 +360,11 @@ class MixMinMixer(Mixer):
         return log_probs, train_flops + scoring_flops
 
 
-SPEC = MixerSpec("mixmin", MixMinMixer, MixMinConfig)
+SPEC = MixerSpec(
+    "mixmin",
+    MixMinMixer,
+    MixMinConfig,
+    family="offline: per-domain proxies + convex fit",
+    reference="Thudi et al. 2025",
+    cost="one proxy run per domain, `proxy_fraction` = 1 % of the tokens in all, + their forward pass over the specialist `train` split (`upstream_flops`; proxies shared by the runs of a data and seed)",
+)

@@ -89,4 +89,11 @@ class ODMMixer(Mixer):
         self._steps = int(state["steps"])
 
 
-SPEC = MixerSpec("odm", ODMMixer, ODMConfig)
+SPEC = MixerSpec(
+    "odm",
+    ODMMixer,
+    ODMConfig,
+    family="online, bandit",
+    reference="Albalak et al. 2023",
+    cost="none",
+)

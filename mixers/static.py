@@ -70,4 +70,11 @@ class StaticMixer(Mixer):
         self.weights = np.asarray(weights, dtype=np.float64)
 
 
-SPEC = MixerSpec("static", StaticMixer, StaticConfig)
+SPEC = MixerSpec(
+    "static",
+    StaticMixer,
+    StaticConfig,
+    family="static",
+    reference="fixed weights: a list, a file or another run's mixture",
+    cost="none itself; the producing run's FLOPs as `upstream_flops`",
+)

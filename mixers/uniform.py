@@ -28,4 +28,11 @@ class UniformMixer(Mixer):
             self.weights = data.token_counts()
 
 
-SPEC = MixerSpec("uniform", UniformMixer, UniformConfig)
+SPEC = MixerSpec(
+    "uniform",
+    UniformMixer,
+    UniformConfig,
+    family="static",
+    reference="baseline: alpha_i = 1/k (`weights: natural`: token shares)",
+    cost="none",
+)

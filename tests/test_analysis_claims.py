@@ -5,15 +5,18 @@ construction."""
 import numpy as np
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 from scipy import stats
 
 from analysis.claims import (
     claim_section,
     family_table,
+    measures_lines,
     registered_experiments,
     registration,
     split_design,
     verdict,
+    with_reused,
 )
 from analysis.summaries import registration_digest, sign_reversals
 from experiments.results import TRAJECTORY_FILE
@@ -108,6 +111,57 @@ def test_a_registration_changed_after_its_runs_shows():
     assert any("The registration changed after runs existed" in line for line in changed)
 
 
+def write_design(conf_dir, name: str, reg: dict) -> None:
+    OmegaConf.save(OmegaConf.create({"registration": reg}), conf_dir / f"{name}.yaml")
+
+
+def test_a_design_reuses_only_the_runs_it_names_and_checks_them_against_their_own_design(
+    tmp_path,
+):
+    """`reuses` takes the named mixers' runs of another registered design, which were made
+    under that design's registration: not a changed registration, unless theirs changed."""
+    write_design(tmp_path, "earlier", REGISTRATION)
+    later = {
+        **REGISTRATION,
+        "claim": "good, reused, beats uniform",
+        "reuses": {"earlier": ["uniform"]},
+    }
+    write_design(tmp_path, "later", later)
+    later = registration("later", tmp_path)
+    earlier_runs = runs(registered=registration_digest(registration("earlier", tmp_path)))
+    own = runs(registered=registration_digest(later))
+    own = own[own["mixer_label"] != "uniform"]
+    both = with_reused(own, later, {"earlier": earlier_runs}.get)
+    assert sorted(both.loc[both["reused_from"] == "earlier", "mixer_label"].unique()) == ["uniform"]
+    assert len(both) == len(own) + 5
+    section = claim_section("later", later, both, tmp_path)
+    assert any(
+        "Reused from `experiment=earlier`" in line and "5 run(s)" in line for line in section
+    )
+    assert not any("changed" in line for line in section)
+    assert "| good > uniform | 5 |" in "\n".join(section)
+    write_design(tmp_path, "earlier", {**REGISTRATION, "seeds": [0, 1, 2]})
+    section = claim_section("later", later, both, tmp_path)
+    assert any(
+        "The registration changed after runs existed**: 5 run(s)" in line for line in section
+    )
+
+
+def test_reusing_an_unregistered_experiment_is_an_error_naming_it(tmp_path):
+    write_design(tmp_path, "later", {**REGISTRATION, "reuses": {"nowhere": ["uniform"]}})
+    with pytest.raises(ValueError, match="reuses names 'nowhere'"):
+        registration("later", tmp_path)
+
+
+def test_each_mixer_s_compute_is_shown_against_uniform_s():
+    table = runs().assign(train_flops=100.0, mixer_flops=0.0, upstream_flops=0.0)
+    table.loc[table["mixer_label"] == "good", "mixer_flops"] = 50.0
+    table.loc[table["mixer_label"] == "bad", "upstream_flops"] = 4.0
+    cells = [line.strip("| ").split(" | ") for line in measures_lines(table)[2:] if line]
+    compute = {row[0]: row[3] for row in cells}
+    assert (compute["good"], compute["bad"], compute["uniform"]) == ("1.500", "1.040", "1.000")
+
+
 def test_the_digest_reads_the_same_from_yaml_and_from_a_summary():
     """A CSV turns 10000 into 10000.0 and lists into JSON strings; the fingerprint must not
     change with it."""
@@ -127,6 +181,7 @@ def test_every_registered_experiment_declares_a_complete_design():
     for experiment in experiments:
         reg = registration(experiment)
         assert reg["seeds"] and reg["claim"] and reg["families"]
+        assert set(reg["reuses"]) <= set(experiments)
 
 
 def trajectory(tmp_path, rows) -> str:

@@ -1,10 +1,11 @@
 """The README and docs/ stay true to the repository.
 
-- The README's mixer table has a row for every `conf/mixer/*.yaml`, and no row for a name without
-  a config, except multi-stage methods whose config is an experiment (`conf/experiment/*.yaml`).
+- Each row of the README's mixer table is the catalogue's row of its config (`python -m mixers`,
+  mixers/catalogue.py), except multi-stage methods whose config is an experiment
+  (`conf/experiment/*.yaml`); the catalogue itself covers every `conf/mixer/*.yaml`.
 - Every path named in the layout (the README's Layout block, docs/layout.md) exists, every
   top-level folder is in the README's Layout, and every module file of the code folders is in
-  docs/layout.md.
+  docs/layout.md, except the mixer modules, which the registry lists.
 - Every relative link in README.md and docs/*.md points to an existing file.
 - docs/performance.md's figures are the output of `python -m benchmarks.summary`, and its table
   of machines is what benchmarks/results/*.json record.
@@ -22,6 +23,9 @@ import re
 from pathlib import Path
 
 import pytest
+
+from mixers import MIXERS
+from mixers.catalogue import rows
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -64,7 +68,7 @@ def _ignored(path: str) -> bool:
 
 
 def _mixer_rows() -> list[tuple[str, str]]:
-    """(first cell, config path) of every row of the README's mixer table."""
+    """(row, config path) of every row of the README's mixer table."""
     rows = []
     for line in _section(README.read_text(), "Mixers").splitlines():
         if not line.startswith("|") or line.startswith("|---"):
@@ -74,28 +78,22 @@ def _mixer_rows() -> list[tuple[str, str]]:
             continue
         links = LINK.findall(cells[-1])
         assert len(links) == 1, f"mixer row without one config link: {line}"
-        rows.append((cells[0], links[0]))
+        rows.append((line, links[0]))
     return rows
 
 
-def test_every_mixer_config_has_a_row_and_every_row_a_config():
-    configs = {path.stem for path in (ROOT / "conf" / "mixer").glob("*.yaml")}
-    named = []
-    for first_cell, config in _mixer_rows():
-        assert (ROOT / config).is_file(), f"{first_cell}: {config} does not exist"
+def test_every_mixer_row_is_its_config_s_catalogue_row():
+    catalogue = rows()
+    assert _mixer_rows(), "the README has no mixer table"
+    for line, config in _mixer_rows():
+        assert (ROOT / config).is_file(), f"{line}: {config} does not exist"
         if config.startswith("conf/mixer/"):
-            names = CODE_SPAN.findall(first_cell)
-            assert names, f"mixer row without a `name`: {first_cell}"
-            assert names[0] == Path(config).stem, f"{names[0]} links {config}"
-            named.append(names[0])
+            assert line == catalogue[Path(config).stem], (
+                f"the README's row of {config} differs from `python -m mixers`'s; paste its row"
+            )
         else:  # a multi-stage method, run as an experiment, marked as such
-            assert config.startswith("conf/experiment/"), f"{first_cell}: {config}"
-            assert "experiment=" in first_cell, f"mark {first_cell} as an experiment"
-    assert len(named) == len(set(named)), "a mixer has two rows"
-    assert set(named) == configs, (
-        f"missing from the README's mixer table: {sorted(configs - set(named))}; "
-        f"in the table without a config: {sorted(set(named) - configs)}"
-    )
+            assert config.startswith("conf/experiment/"), line
+            assert "experiment=" in line.split("|")[1], f"mark {line} as an experiment"
 
 
 def _layout_folders() -> list[str]:
@@ -140,11 +138,13 @@ def test_every_path_in_the_layout_exists():
 
 def test_every_module_file_is_in_the_layout():
     named = _named_paths(LAYOUT.read_text())
+    mixer_modules = {spec.mixer.__module__ for spec in MIXERS.values()}
     modules = sorted(
         path.relative_to(ROOT).as_posix()
         for folder in CODE_FOLDERS
         for path in (ROOT / folder).rglob("*.py")
         if "__pycache__" not in path.parts
+        and ".".join(path.relative_to(ROOT).with_suffix("").parts) not in mixer_modules
     )
     assert modules, "no module files found"
     missing = [module for module in modules if module not in named]

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 import mixers
 from experiments.config import check_config
-from mixers import MIXERS, MixerSpec, UpstreamStage, mixer_spec
+from mixers import MIXERS, MixerSpec, UpstreamStage, catalogue, mixer_spec
 from mixers.base import Mixer
 from tests.conftest import ROOT, compose_config
 
@@ -73,6 +73,26 @@ def test_every_mixer_module_declares_its_spec_and_the_registry_has_them_all():
         MIXERS["uniform"].name = "other"
     with pytest.raises(ValueError, match="unknown mixer 'nope'; available"):
         mixer_spec("nope")
+
+
+def test_the_catalogue_lists_every_mixer_config_from_the_mixer_s_own_spec(tmp_path):
+    """Method knowledge stays in the room: a mixer's row (family, reference, cost) is its SPEC's,
+    a preset's reference the options its yaml sets, and a new config needs no other listing."""
+    listed = catalogue.rows()
+    assert set(listed) == {p.stem for p in (ROOT / "conf" / "mixer").glob("*.yaml")}
+    for name, spec in MIXERS.items():
+        assert spec.family and spec.reference and spec.cost, f"{name}: SPEC lacks its docs"
+        cells = [cell.strip() for cell in listed[name].strip("|").split("|")]
+        assert cells[:4] == [f"`{name}`", spec.family, spec.reference, spec.cost]
+    preset = tmp_path / "dga_fast.yaml"
+    preset.write_text("defaults:\n  - /schema/mixer/dga@_here_\n  - _self_\n\nbeta: 0.25\n")
+    assert catalogue.row(preset) == (
+        f"| `dga_fast` | {MIXERS['dga'].family} | `dga` with beta = 0.25 | as `dga` "
+        "| [conf/mixer/dga_fast.yaml](conf/mixer/dga_fast.yaml) |"
+    )
+    (tmp_path / "nameless.yaml").write_text("beta: 0.25\n")
+    with pytest.raises(ValueError, match=r"nameless\.yaml: its defaults list names no"):
+        catalogue.row(tmp_path / "nameless.yaml")
 
 
 @pytest.mark.slow
