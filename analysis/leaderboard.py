@@ -28,7 +28,9 @@ comparison separates them. Tied ranks show as `1=`; the CSV has `rank`, `rank_ti
 When the specialist set is a multiple-choice task (MMLU subjects), its scores (accuracy, the
 probability on the correct answer, bits per byte of the correct answer: models/scoring.py) come
 after the losses, each as mean over seeds with its paired gain over uniform (positive = better:
-for bits per byte, uniform's minus the variant's) and 95% interval.
+for bits per byte, uniform's minus the variant's) and 95% interval. A score is a mean over a few
+questions, so where every run kept its per-question scores the interval resamples the questions
+as well as the seeds (analysis/task_intervals.py); `<score>_interval` says which was used.
 
 Cost is counted in FLOPs, so it does not depend on machine load: `compute_overhead` = the FLOPs
 of the mixer's own forward/backward passes plus those spent before the run to produce what it
@@ -60,6 +62,7 @@ from analysis.results import (
     setting_columns,
     task_columns,
 )
+from analysis.task_intervals import against_baseline_over_questions, question_tables
 
 LEADERBOARD_FILES = ("leaderboard.md", "leaderboard.csv", "leaderboard.html")
 # The columns of leaderboard.csv after the setting's, with what each holds.
@@ -100,10 +103,13 @@ COLUMNS = {
 TASK_STATS = {
     "_mean": "the score, mean over seeds",
     "_gain": "its gain over uniform, paired by seed (positive = better)",
-    "_ci_low": "the gain's 95% t-interval, lower end (raw)",
-    "_ci_high": "the gain's 95% t-interval, upper end (raw)",
-    "_p": "the gain's paired t-test p-value (raw)",
+    "_ci_low": "the gain's 95% interval, lower end (raw)",
+    "_ci_high": "the gain's 95% interval, upper end (raw)",
+    "_p": "the gain's p-value (raw)",
     "_p_holm": "_p Holm-adjusted over the setting's comparisons against uniform",
+    "_interval": "how the interval and p were taken: `questions and seeds` (a two-level "
+    "bootstrap, analysis/task_intervals.py) when every run kept its per-question scores, "
+    "`seeds` (paired t over seeds) otherwise",
 }
 
 
@@ -166,13 +172,20 @@ def _setting_board(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 
 def _add_task_score(board: pd.DataFrame, rows: pd.DataFrame, column: str) -> None:
-    """The task score `column`'s mean per variant, and its gain over uniform paired by seed,
-    signed so that positive is better, with its p-values (raw and Holm-adjusted)."""
-    sign = TASK_SCORES[column.split("/")[1]]
-    by_seed = sign * rows.dropna(subset=["seed"]).pivot_table(
-        index="seed", columns="mixer_label", values=column, aggfunc="mean"
-    )
-    gains = against_baseline(by_seed, board.index.tolist())
+    """The task score `column`'s mean per variant, and its gain over uniform paired by seed (and
+    by question, when the runs kept their per-question scores), signed so that positive is
+    better, with its p-values (raw and Holm-adjusted)."""
+    score = column.split("/")[1]
+    sign = TASK_SCORES[score]
+    questions = question_tables(rows, score)
+    if questions is not None:
+        gains = against_baseline_over_questions(questions, board.index.tolist(), sign)
+    else:
+        by_seed = sign * rows.dropna(subset=["seed"]).pivot_table(
+            index="seed", columns="mixer_label", values=column, aggfunc="mean"
+        )
+        gains = against_baseline(by_seed, board.index.tolist())
+    board[f"{column}_interval"] = "seeds" if questions is None else "questions and seeds"
     board[f"{column}_mean"] = rows.groupby("mixer_label")[column].mean()
     board[f"{column}_gain"] = gains["gain"]
     board[f"{column}_ci_low"] = gains["ci_low"]

@@ -7,13 +7,23 @@ and seeds (paired both ways) give the mean difference with a two-level bootstrap
 draws seeds with replacement, then questions with replacement (the same draw for both
 variants), and takes the mean difference; the interval is its 2.5 and 97.5 percentiles, the
 p-value twice the smaller tail share beyond 0.
+
+A run with a multiple-choice task keeps each question's scores (experiments/results.py
+TASK_QUESTIONS_FILE); the leaderboard takes a task score's gain over uniform from them, with this
+interval, whenever every run of a setting has its file, and from the seeds alone otherwise.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import math
+from pathlib import Path
 
-from analysis.paired import CONFIDENCE, MIN_SEEDS, Interval
+import numpy as np
+import pandas as pd
+
+from analysis.paired import CONFIDENCE, MIN_SEEDS, Interval, holm
+from analysis.results import BASELINE
+from experiments.results import TASK_QUESTIONS_FILE
 
 RESAMPLES = 4000
 
@@ -40,3 +50,51 @@ def question_seed_interval(
     low, high = np.percentile(means, [tail, 100 - tail])
     p = min(1.0, 2 * min((means <= 0).mean(), (means >= 0).mean()))
     return Interval(mean, float(low), float(high), seeds, float(p))
+
+
+def question_tables(runs: pd.DataFrame, score: str) -> dict[str, pd.DataFrame] | None:
+    """Per variant (`mixer_label`): its runs' per-question `score`, a row per seed and a column
+    per question, read from each run's TASK_QUESTIONS_FILE; None unless every run has one."""
+    if "run_dir" not in runs:
+        return None
+    tables = {}
+    for label, mine in runs.groupby("mixer_label"):
+        by_seed = {}
+        for seed, run_dir in zip(mine["seed"], mine["run_dir"], strict=True):
+            path = Path(run_dir) / TASK_QUESTIONS_FILE if isinstance(run_dir, str) else None
+            if path is None or not path.exists():
+                return None
+            by_seed[seed] = pd.read_csv(path, index_col="question")[score]
+        tables[label] = pd.DataFrame(by_seed).T
+    return tables
+
+
+def against_baseline_over_questions(
+    tables: dict[str, pd.DataFrame], labels: list[str], sign: int
+) -> pd.DataFrame:
+    """`analysis.comparisons.against_baseline` with `question_seed_interval`: per variant, its
+    gain over uniform (`sign` = +1 where higher is better, -1 where lower is) on the seeds and
+    questions it shares with uniform, and the Holm-adjusted p over the variants."""
+    base = tables.get(BASELINE)
+    rows = []
+    others = [label for label in labels if label != BASELINE]
+    for label in others:
+        mine = tables.get(label)
+        if mine is None or base is None:
+            rows.append(Interval(math.nan, math.nan, math.nan, 0))
+            continue
+        seeds = mine.index.intersection(base.index)
+        questions = mine.columns.intersection(base.columns)
+        a = sign * mine.loc[seeds, questions].to_numpy()
+        b = sign * base.loc[seeds, questions].to_numpy()
+        rows.append(question_seed_interval(a, b))
+    gains = pd.DataFrame(
+        [(r.mean, r.low, r.high, r.n, r.p) for r in rows],
+        index=pd.Index(others, dtype=object),
+        columns=["gain", "ci_low", "ci_high", "n", "p"],
+    )
+    gains["p_holm"] = holm(gains["p"].tolist())
+    gains = gains.reindex(labels)
+    if BASELINE in gains.index:
+        gains.loc[BASELINE, "gain"] = 0.0
+    return gains

@@ -22,6 +22,8 @@ SCHEMA_VERSION = 2
 RESULTS_FILE = "results.json"
 TRAJECTORY_FILE = "weights.csv"
 METRICS_FILE = "metrics.csv"
+# Each multiple-choice question's scores at the final validation (runs with a task only).
+TASK_QUESTIONS_FILE = "task_questions.csv"
 
 NAN = math.nan
 
@@ -129,6 +131,16 @@ def write_trajectory(path: Path, names: list[str], rows: list[tuple[int, list[fl
         writer.writerow(["step", *names])
         for step, weights in rows:
             writer.writerow([step, *(f"{w:.8g}" for w in weights)])
+
+
+def write_task_questions(path: Path, questions: dict[str, list[float]]) -> None:
+    """One row per question, in the task's order: its index and each of its scores."""
+    names = list(questions)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["question", *names])
+        for q, scores in enumerate(zip(*questions.values(), strict=True)):
+            writer.writerow([q, *(f"{value:.8g}" for value in scores)])
 
 
 def read_results(run_dir: Path) -> dict:

@@ -47,10 +47,12 @@ from experiments.reference import load_reference, reference_record
 from experiments.results import (
     METRICS_FILE,
     RESULTS_FILE,
+    TASK_QUESTIONS_FILE,
     TRAJECTORY_FILE,
     RunRecord,
     read_record,
     write_record,
+    write_task_questions,
     write_trajectory,
 )
 from experiments.runlock import lock_holder, lock_run_dir
@@ -274,6 +276,9 @@ def _close(record: RunRecord, lm: MixtureLM | None, loggers: list, run_dir: Path
     if rank_zero_only.rank == 0:
         if lm is not None:
             write_trajectory(run_dir / TRAJECTORY_FILE, lm.mixer.weight_names, lm.trajectory)
+            if lm.last_task_questions is not None:
+                write_task_questions(run_dir / TASK_QUESTIONS_FILE, lm.last_task_questions)
+                record.files = {**record.files, "task_questions": TASK_QUESTIONS_FILE}
         if record.status == "completed":
             _write_mixture_file(run_dir, record)
         write_record(run_dir, record)

@@ -18,7 +18,6 @@ from torch.utils.data import Dataset
 from domains.data import DomainData, MultipleChoiceTask
 from models.gpt import sequence_loss
 from models.metric_keys import COARSE_LOSS, DOMAIN_LOSS, GENERIC_LOSS, TARGET_LOSS, task_score
-from models.scoring import score
 
 # Per-domain validation losses are logged as metrics up to this many domains; beyond it they are
 # kept only in results.json (thousands of metric keys make W&B and the CSV log unusable). Beyond
@@ -125,9 +124,7 @@ class Evaluation:
         return metrics
 
 
-def task_metrics(
-    model: nn.Module, task: MultipleChoiceTask, context_length: int, batch_size: int, device
-) -> dict[str, float]:
-    """The scores of the specialist's multiple-choice questions, `val/<task>/<score>`."""
-    scores = score(model, task, context_length, batch_size, device)
-    return {task_score(task.name, name): value for name, value in scores.items()}
+def task_metrics(task: MultipleChoiceTask, questions: dict[str, np.ndarray]) -> dict[str, float]:
+    """The scores of the specialist's multiple-choice questions, `val/<task>/<score>`: the means
+    of their per-question scores (models/scoring.py `question_scores`)."""
+    return {task_score(task.name, name): float(values.mean()) for name, values in questions.items()}

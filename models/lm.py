@@ -42,6 +42,7 @@ from models.evaluation import (
 )
 from models.gpt import GPT, GPTConfig, token_losses
 from models.optimizer import optimizer_and_schedule
+from models.scoring import question_scores
 from models.train_config import TrainConfig
 from models.weight_history import WeightHistory
 
@@ -95,6 +96,8 @@ class MixtureLM(L.LightningModule):
         self.mixer_seconds = 0.0
         self.initial_metrics: dict[str, float] | None = None
         self.last_metrics: dict[str, float] | None = None
+        # The last validation's score of each multiple-choice question (None without a task).
+        self.last_task_questions: dict[str, np.ndarray] | None = None
         self.last_validated_step = -1
         # The step of the last checkpoint saved (-1: none yet in this process).
         self.saved_step = -1
@@ -346,7 +349,9 @@ class MixtureLM(L.LightningModule):
         task = self.data.task
         if task is not None:  # the specialist's multiple-choice questions (MMLU), every rank
             context, batch_size = self.model.cfg.context_length, self.train_cfg.batch_size
-            metrics.update(task_metrics(self.model, task, context, batch_size, self.device))
+            questions = question_scores(self.model, task, context, batch_size, self.device)
+            metrics.update(task_metrics(task, questions))
+            self.last_task_questions = questions
         self.last_metrics = metrics
         self.last_validated_step = self.global_step
         logged = self.eval_groups.logged(metrics)

@@ -10,7 +10,9 @@ question's prompt, and from those log-likelihoods come:
   log-likelihoods (a smooth version of accuracy);
 - `bpb`: bits per byte of the correct answer, -log2 p(answer | prompt) / bytes (lower is better).
 
-Each is the mean over questions. Which way is better for each: models/metric_keys.py, TASK_SCORES.
+Each is the mean over questions (`score`); `question_scores` gives every question's, which a run
+keeps (task_questions.csv) so that an interval can resample the questions as well as the seeds
+(analysis/task_intervals.py). Which way is better for each: models/metric_keys.py, TASK_SCORES.
 """
 
 from __future__ import annotations
@@ -65,22 +67,30 @@ def choice_log_likelihoods(
     return log_likelihoods, np.array([length for _, length in sequences])
 
 
-def score(
+def question_scores(
     model: nn.Module, task: MultipleChoiceTask, context_length: int, batch_size: int, device=None
-) -> dict[str, float]:
-    """The task's `METRICS` for `model`."""
+) -> dict[str, np.ndarray]:
+    """Each of the task's `METRICS` for `model`, question by question (arrays in task order)."""
     log_likelihoods, lengths = choice_log_likelihoods(
         model, task, context_length, batch_size, device
     )
     byte_counts = np.array([b for question in task.choice_bytes for b in question], dtype=float)
     ends = np.cumsum([len(choices) for choices in task.choices])
-    totals = dict.fromkeys(METRICS, 0.0)
-    for end, choices, answer in zip(ends, task.choices, task.answers, strict=True):
+    scores = {name: np.zeros(len(task)) for name in METRICS}
+    for q, (end, choices, answer) in enumerate(zip(ends, task.choices, task.answers, strict=True)):
         own = slice(end - len(choices), end)
         ll, size = log_likelihoods[own], byte_counts[own]
-        totals["acc"] += float(np.argmax(ll / size) == answer)
-        totals["acc_per_token"] += float(np.argmax(ll / lengths[own]) == answer)
+        scores["acc"][q] = float(np.argmax(ll / size) == answer)
+        scores["acc_per_token"][q] = float(np.argmax(ll / lengths[own]) == answer)
         shifted = np.exp(ll - ll.max())
-        totals["correct_prob"] += float(shifted[answer] / shifted.sum())
-        totals["bpb"] += -ll[answer] / (math.log(2) * size[answer])
-    return {name: float(total) / len(task) for name, total in totals.items()}
+        scores["correct_prob"][q] = shifted[answer] / shifted.sum()
+        scores["bpb"][q] = -ll[answer] / (math.log(2) * size[answer])
+    return scores
+
+
+def score(
+    model: nn.Module, task: MultipleChoiceTask, context_length: int, batch_size: int, device=None
+) -> dict[str, float]:
+    """The task's `METRICS` for `model`: the means over its questions."""
+    questions = question_scores(model, task, context_length, batch_size, device)
+    return {name: float(values.mean()) for name, values in questions.items()}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -20,8 +21,9 @@ from domains.steps import _mmlu_split, content_key
 from domains.store import read_manifest, read_task
 from experiments.checkpoints import load_checkpoint
 from experiments.config import check_config
+from experiments.results import TASK_QUESTIONS_FILE
 from experiments.train import train
-from models.scoring import score
+from models.scoring import question_scores, score
 from tests.conftest import compose_config
 from tests.text_corpus import SEQ_LEN, SHORT_TRAINING, write_corpus
 
@@ -98,6 +100,14 @@ def test_scores_match_a_hand_computation():
     assert scores["correct_prob"] == pytest.approx(correct_prob, rel=1e-6)
     bpb = (-math.log(0.1) / (math.log(2) * 8) - math.log(0.7) / (math.log(2) * 3)) / 2
     assert scores["bpb"] == pytest.approx(bpb, rel=1e-6)
+    # Question by question, as a run keeps them (task_questions.csv).
+    questions = question_scores(model, task, context_length=3, batch_size=2)
+    np.testing.assert_allclose(questions["correct_prob"], [0.1 / 0.35, 0.7 / 0.9], rtol=1e-6)
+    np.testing.assert_allclose(
+        questions["bpb"],
+        [-math.log(0.1) / (math.log(2) * 8), -math.log(0.7) / (math.log(2) * 3)],
+        rtol=1e-6,
+    )
     # A wrong answer key: accuracy falls to what the choices' ranking gives it.
     task.answers = np.array([0, 2])
     assert score(model, task, context_length=3, batch_size=2)["acc"] == 0.0
@@ -149,6 +159,11 @@ def test_a_run_on_an_mmlu_subject_records_the_task_scores(tmp_path):
         metrics = record[when]
         assert 0 <= metrics["val/mmlu/acc"] <= 1 and 0 <= metrics["val/mmlu/acc_per_token"] <= 1
         assert 0 < metrics["val/mmlu/correct_prob"] < 1 and metrics["val/mmlu/bpb"] > 0
+    # Every question's scores are kept, and their means are the run's task scores.
+    questions = pd.read_csv(tmp_path / "run" / TASK_QUESTIONS_FILE)
+    assert len(questions) == 135 and record["files"]["task_questions"] == TASK_QUESTIONS_FILE
+    for name in ("acc", "correct_prob", "bpb"):
+        assert questions[name].mean() == pytest.approx(record["metrics_final"][f"val/mmlu/{name}"])
     # Training on anything lowers the bits per byte of the answers of an untrained model.
     assert record["metrics_final"]["val/mmlu/bpb"] < record["metrics_initial"]["val/mmlu/bpb"]
     # The run can be resumed: its checkpoint (with the scores in it) loads weights-only.
