@@ -58,13 +58,14 @@ bench: setup
 bench-scale: setup
 	OMP_NUM_THREADS=1 RAYON_NUM_THREADS=1 $(PY) -m benchmarks.prepare_scale
 
-# One findings experiment (EXP=regime, token_limited, fine_grained...): its sweep (a re-run skips
+# One findings experiment (EXP=regime, token_limited, fine_grained...): its sweep, or each of its
+# registered parts in turn (experiments/sweep.py; a re-run skips
 # completed runs; ARGS narrows it, e.g. ARGS=mixer=dga), its compact summary
 # (analysis/findings/$(EXP).csv, to commit; runs already there and not re-run are kept) and
 # docs/findings.md rendered from every committed summary.
 EXP ?= regime
 findings: setup
-	$(PY) -m experiments.train -m experiment=$(EXP) $(ARGS)
+	$(PY) -m experiments.sweep $(EXP) $(ARGS)
 	$(PY) -m analysis.summaries multirun/$(EXP) --out analysis/findings/$(EXP).csv --merge
 	$(PY) -m analysis.findings
 
@@ -72,14 +73,14 @@ findings: setup
 # ($(CLAIMS_DIR)/findings.md: the same verdicts as docs/findings.md, on your data), e.g.
 #   make claims DATA=files ARGS="'data.paths=[corpus/*.jsonl]' 'data.specialist.paths=[task/*.txt]'"
 # The claims that apply to any corpus: token_limited (25 runs of 1M tokens, about 2 hours on 2
-# cores with ARGS=hydra/launcher=parallel) and fine_grained (30). claim_targets needs the demo
-# corpus's parts as targets, and claim_overhead runs in two parts (see their configs).
+# cores with ARGS=hydra/launcher=parallel) and fine_grained (30); claim_overhead and claim_cheap_*
+# (run in parts, each of them) apply too. claim_targets needs the demo corpus's parts as targets.
 DATA ?= demo
 CLAIMS ?= claim_token_limited claim_fine_grained
 CLAIMS_DIR ?= multirun/claims_$(DATA)
 claims: setup
 	set -e; for claim in $(CLAIMS); do \
-	  $(PY) -m experiments.train -m experiment=$$claim data=$(DATA) \
+	  $(PY) -m experiments.sweep $$claim data=$(DATA) \
 	    hydra.sweep.dir=$(CLAIMS_DIR)/$$claim $(ARGS); \
 	done
 	$(PY) -m analysis.findings --runs $(CLAIMS_DIR)

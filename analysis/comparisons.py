@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis.paired import ALPHA, MIN_SEEDS, compare, holm
+from analysis.paired import ALPHA, MIN_SEEDS, Interval, compare, holm
 from analysis.results import BASELINE
 
 
@@ -22,9 +22,16 @@ def against_baseline(scores: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
     (`n`), p-value and Holm-adjusted p-value over the other variants' comparisons with uniform.
     Uniform's own row: gain 0, nothing else."""
     others = [label for label in labels if label != BASELINE]
+    intervals = [compare(scores.get(label), scores.get(BASELINE)) for label in others]
+    return baseline_table(dict(zip(others, intervals, strict=True)), labels)
+
+
+def baseline_table(intervals: dict[str, Interval], labels: list[str]) -> pd.DataFrame:
+    """Each variant's interval against uniform as `against_baseline`'s rows: with the p-values
+    Holm-adjusted together, uniform's own row at gain 0, in the order of `labels`."""
     gains = pd.DataFrame(
-        [compare(scores.get(label), scores.get(BASELINE)) for label in others],
-        index=pd.Index(others, dtype=object),
+        [tuple(interval) for interval in intervals.values()],
+        index=pd.Index(list(intervals), dtype=object),
         columns=["gain", "ci_low", "ci_high", "n", "p"],
     )
     gains["p_holm"] = holm(gains["p"].tolist())

@@ -135,7 +135,11 @@ def registration_digest(registration: dict) -> str:
     """A short fingerprint of a registration (a config's `registration`, nested or flattened as
     the `config.registration.*` columns are): a run records the one it was made under, so a
     design changed after its runs exist shows in the report ("" without one)."""
-    flat = {k: _plain(v) for k, v in flatten(registration).items() if not _missing(v)}
+    flat = {
+        k: _plain(v)
+        for k, v in flatten(registration).items()
+        if not _missing(v) and k != "parts"  # how the runs are made, not the design
+    }
     if not flat:
         return ""
     return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()[:12]

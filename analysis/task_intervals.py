@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.paired import CONFIDENCE, MIN_SEEDS, Interval, holm
+from analysis.comparisons import baseline_table
+from analysis.paired import CONFIDENCE, MIN_SEEDS, Interval
 from analysis.results import BASELINE
 from experiments.results import TASK_QUESTIONS_FILE
 
@@ -76,25 +77,15 @@ def against_baseline_over_questions(
     gain over uniform (`sign` = +1 where higher is better, -1 where lower is) on the seeds and
     questions it shares with uniform, and the Holm-adjusted p over the variants."""
     base = tables.get(BASELINE)
-    rows = []
-    others = [label for label in labels if label != BASELINE]
-    for label in others:
+    intervals = {}
+    for label in (label for label in labels if label != BASELINE):
         mine = tables.get(label)
         if mine is None or base is None:
-            rows.append(Interval(math.nan, math.nan, math.nan, 0))
+            intervals[label] = Interval(math.nan, math.nan, math.nan, 0)
             continue
         seeds = mine.index.intersection(base.index)
         questions = mine.columns.intersection(base.columns)
         a = sign * mine.loc[seeds, questions].to_numpy()
         b = sign * base.loc[seeds, questions].to_numpy()
-        rows.append(question_seed_interval(a, b))
-    gains = pd.DataFrame(
-        [(r.mean, r.low, r.high, r.n, r.p) for r in rows],
-        index=pd.Index(others, dtype=object),
-        columns=["gain", "ci_low", "ci_high", "n", "p"],
-    )
-    gains["p_holm"] = holm(gains["p"].tolist())
-    gains = gains.reindex(labels)
-    if BASELINE in gains.index:
-        gains.loc[BASELINE, "gain"] = 0.0
-    return gains
+        intervals[label] = question_seed_interval(a, b)
+    return baseline_table(intervals, labels)

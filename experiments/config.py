@@ -103,6 +103,11 @@ class Registration:
     # mixer labels. Only for runs made with this design's own data, model and training options,
     # so that a re-run (same seed) would reproduce them exactly; they count toward the verdicts.
     reuses: dict[str, list[str]] = field(default_factory=dict)
+    # How the design's runs are made, when one multirun cannot: its sweeps, each a string of
+    # overrides (e.g. "mixer=dga train.tokens=666_000", a mixer at equal total compute), run in
+    # turn by `python -m experiments.sweep`. Not part of the registration's fingerprint: each
+    # run's config records its own settings, and the report shows each mixer's compute.
+    parts: list[str] = field(default_factory=list)
 
 
 @dataclass
