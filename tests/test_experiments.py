@@ -5,6 +5,7 @@ import math
 import pytest
 
 from experiments.results import read_results
+from experiments.sweep import parts
 from tests.conftest import FAST, ROOT, compose_config, run_train_cli
 
 
@@ -125,6 +126,15 @@ def test_sweep_runs_are_named_by_what_varies_and_keep_their_names(tmp_path, monk
     assert run_dirname(job, root) == f"{earlier}mixer=dga,seed=1"
 
 
+def swept_mixers(name: str) -> list[list[str]]:
+    """The mixers of each of an experiment's sweeps: a part's own where it names them, the
+    sweeper's otherwise (experiments/sweep.py)."""
+    params = compose_config(f"experiment={name}", with_hydra=True).hydra.sweeper.params
+    swept = str(params.mixer).split(",") if "mixer" in params else []
+    named = [[o.split("=", 1)[1] for o in part if o.startswith("mixer=")] for part in parts(name)]
+    return [own[0].split(",") if own else swept for own in named]
+
+
 # The training sweeps; the experiments that set `pipeline` are tests/test_pipeline.py's.
 EXPERIMENTS = sorted(
     p.stem
@@ -141,8 +151,15 @@ def test_experiment_sweeps_name_real_options(name):
     cfg = compose_config(f"experiment={name}", with_hydra=True)
     assert cfg.name == name  # the sweep's directory and W&B group
     params = cfg.hydra.sweeper.params
-    mixers = str(params.mixer).split(",")
-    assert set(mixers) <= {p.stem for p in (ROOT / "conf" / "mixer").glob("*.yaml")}
+    per_part = swept_mixers(name)
+    mixers = [mixer for part in per_part for mixer in part]
+    assert mixers and set(mixers) <= {p.stem for p in (ROOT / "conf" / "mixer").glob("*.yaml")}
+    # A part's own overrides (e.g. its mixer's training tokens) name keys its mixers have.
+    for part, part_mixers in zip(parts(name), per_part, strict=True):
+        for key in (o.split("=", 1)[0] for o in part if not o.startswith("mixer=")):
+            for mixer in part_mixers:
+                composed = compose_config(f"experiment={name}", f"mixer={mixer}")
+                assert OmegaConf.select(composed, key, default="missing") != "missing", key
     # Every other swept key exists in the config of every mixer it is swept with; a swept
     # config group (`data/specialist`) composes with each of its options.
     for key in params:
@@ -161,9 +178,7 @@ def test_experiment_runs_a_debug_variant_on_synthetic_data(name, tmp_path):
     from experiments.train import train
 
     # The sweep's last mixer (the online ones come last), a few steps, on synthetic domains.
-    mixer = str(
-        compose_config(f"experiment={name}", with_hydra=True).hydra.sweeper.params.mixer
-    ).split(",")[-1]
+    mixer = swept_mixers(name)[-1][-1]
     cfg = compose_config(f"experiment={name}", "data=synthetic", f"mixer={mixer}", *FAST)
     results = train(cfg, tmp_path)
     assert results["status"] == "completed"
