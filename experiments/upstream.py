@@ -136,6 +136,8 @@ def _stage_run(cfg: DictConfig, run_dir: Path, stage: UpstreamStage) -> tuple[Di
     stage_cfg.mixer = OmegaConf.structured(stage.mixer)
     if stage.tokens is not None:
         stage_cfg.train.tokens = stage.tokens
+    if stage.eval_sequences_per_domain is not None:
+        stage_cfg.train.eval_sequences_per_domain = stage.eval_sequences_per_domain
     if not stage.shared:
         return stage_cfg, run_dir / stage.directory
     # What does not decide a shared run's outcome is set alike for every run that asks for it.

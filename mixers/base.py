@@ -195,6 +195,10 @@ class UpstreamStage:
     listed: bool = False
     # The stage run's `train.tokens` (None: this run's).
     tokens: int | None = None
+    # The stage run's `train.eval_sequences_per_domain` (None: this run's). A stage that is
+    # used for its model, not its losses (MixMin's proxies), validates on fewer: with many
+    # domains its two validations otherwise cost far more time than its training.
+    eval_sequences_per_domain: int | None = None
     # Shared by every run that asks for the same stage run (the same data, seed, model, training
     # options and stage mixer, i.e. the same config but for its name, loggers and paths):
     # trained once in <paths.cache_dir>/upstream/<directory>-<hash of that config>, with W&B

@@ -340,6 +340,8 @@ def test_mixmin_trains_its_proxies_first_and_records_their_cost(tmp_path):
         assert proxy["final_mixture"] == {f"domain_{j:02d}": float(j == i) for j in range(4)}
         assert proxy["config"]["data"] == results["config"]["data"]
         assert proxy["config"]["seed"] == results["config"]["seed"]
+        # Used for its model only: it validates on one held-out sequence per domain.
+        assert proxy["config"]["train"]["eval_sequences_per_domain"] == 1
     # The recorded weights are the convex step's on the proxies' scores (the whole specialist
     # train split: 32 sequences of 32 tokens), a static mixture.
     token_log_probs, scoring_flops = proxy_scores(proxies)
