@@ -73,10 +73,12 @@ findings: setup
 # ($(CLAIMS_DIR)/findings.md: the same verdicts as docs/findings.md, on your data), e.g.
 #   make claims DATA=files ARGS="'data.paths=[corpus/*.jsonl]' 'data.specialist.paths=[task/*.txt]'"
 # The claims that apply to any corpus: token_limited (25 runs of 1M tokens, about 2 hours on 2
-# cores with ARGS=hydra/launcher=parallel) and fine_grained (30); claim_overhead and claim_cheap_*
-# (run in parts, each of them) apply too. claim_targets needs the demo corpus's parts as targets.
+# cores with ARGS=hydra/launcher=parallel), cheap_fine_grained (35, about 1.5 hours) and
+# fine_grained (15 more: it reuses cheap_fine_grained's uniform and importance runs);
+# claim_overhead and claim_cheap_token_limited apply too. claim_targets needs the demo corpus's
+# parts as targets.
 DATA ?= demo
-CLAIMS ?= claim_token_limited claim_fine_grained
+CLAIMS ?= claim_token_limited claim_cheap_fine_grained claim_fine_grained
 CLAIMS_DIR ?= multirun/claims_$(DATA)
 claims: setup
 	set -e; for claim in $(CLAIMS); do \
