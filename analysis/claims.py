@@ -184,10 +184,12 @@ def with_summary(readme: str, lines: list[str]) -> str:
 
 
 def summary_lines(load, conf_dir: Path = CONF_DIR) -> list[str]:
-    """The README's findings summary: one line per registered experiment that has run, with
-    each comparison's paired gain, Holm-adjusted p and verdict, and one naming those not run.
+    """The README's findings summary, four lines however many designs are registered: the
+    comparisons that hold and those reversed (each with its design's seeds, paired gain and
+    Holm-adjusted p), those not separated, and the designs pending or not run.
     `load(experiment)` gives an experiment's run summary or None."""
-    lines, not_run = [], []
+    by_outcome: dict[str, list[str]] = {"holds": [], "reversed": [], "not separated": []}
+    waiting, not_run = [], []
     for experiment in registered_experiments(conf_dir):
         reg = registration(experiment, conf_dir)
         runs = with_reused(load(experiment), reg, load)
@@ -200,26 +202,45 @@ def summary_lines(load, conf_dir: Path = CONF_DIR) -> list[str]:
             for family in reg["families"].values()
             for _, row in family_results(family, design, len(reg["seeds"])).iterrows()
         ]
-        seeds = ", ".join(map(str, reg["seeds"]))
         if any(row["verdict"].startswith("pending") for row in rows):
             fewest = min(row["n"] for row in rows)
-            lines.append(
-                f"- `experiment={experiment}` (seeds {seeds}): pending, {fewest} of "
-                f"{len(reg['seeds'])} seeds in for its least-run comparison."
-            )
+            waiting.append(f"`{experiment}` ({fewest} of {len(reg['seeds'])} seeds in)")
             continue
-        results = [
-            f"{row['comparison']} {_interval(row)}, Holm p {_p(row['p_holm'])}: {_outcome(row)}"
-            for row in rows
-        ]
-        lines.append(f"- `experiment={experiment}` (seeds {seeds}): {'; '.join(results)}.")
+        seeds = ", ".join(map(str, reg["seeds"]))
+        mine: dict[str, list[str]] = {outcome: [] for outcome in by_outcome}
+        for row in rows:
+            outcome = _outcome(row)
+            if outcome in ("holds", "reversed"):
+                figures = f" {_interval(row)}, Holm p {_p(row['p_holm'])}"
+            else:
+                outcome, figures = "not separated", ""
+            mine[outcome].append(f"{row['comparison']}{figures}")
+        for outcome, results in mine.items():
+            if results:
+                by_outcome[outcome].append(
+                    f"`{experiment}` (seeds {seeds}): {'; '.join(results)}"
+                    if outcome != "not separated"
+                    else f"`{experiment}`: {', '.join(results)}"
+                )
     decision = (REGISTERED_SMALL, REGISTERED_LARGE)
     if any(load(experiment) is None for experiment in decision):
         not_run.append(" and ".join(f"`{experiment}`" for experiment in decision))
     else:
-        lines.append("- Decision accuracy across scales (registered): in docs/findings.md.")
-    if not_run:
-        lines.append(f"- Registered, not run yet: {', '.join(not_run)}.")
+        waiting.append("decision accuracy across scales (its section in docs/findings.md)")
+    titles = {
+        "holds": "Holds",
+        "reversed": "Reversed (the other side wins)",
+        "not separated": "Not separated",
+    }
+    lines = [
+        f"- {titles[outcome]}: {' | '.join(results)}."
+        for outcome, results in by_outcome.items()
+        if results
+    ]
+    rest = [f"pending: {', '.join(waiting)}"] if waiting else []
+    rest += [f"registered, not run yet: {', '.join(not_run)}"] if not_run else []
+    if rest:
+        lines.append(f"- {'; '.join(rest).capitalize()}.")
     return lines
 
 

@@ -15,6 +15,7 @@ from analysis.claims import (
     registered_experiments,
     registration,
     split_design,
+    summary_lines,
     verdict,
     with_reused,
 )
@@ -145,6 +146,30 @@ def test_a_design_reuses_only_the_runs_it_names_and_checks_them_against_their_ow
     assert any(
         "The registration changed after runs existed**: 5 run(s)" in line for line in section
     )
+
+
+def test_the_readme_summary_groups_verdicts_in_four_lines_however_many_designs(tmp_path):
+    """Holds, reversed, not separated, then pending and not run: a line each, with seeds and
+    intervals beside every comparison that one side wins."""
+    for name in ("first", "second", "partial", "unrun"):
+        write_design(tmp_path, name, REGISTRATION)
+    digest = registration_digest(registration("first", tmp_path))
+    summaries = {
+        "first": runs(registered=digest),
+        "second": runs(registered=digest),
+        "partial": runs(seeds=range(3), registered=digest),
+    }
+    lines = summary_lines(summaries.get, tmp_path)
+    assert len(lines) == 4
+    holds, reversed_, apart, rest = lines
+    assert holds.startswith("- Holds: `first` (seeds 0, 1, 2, 3, 4): good > uniform +0.302 [")
+    assert "| `second` (seeds 0, 1, 2, 3, 4): good > uniform" in holds
+    assert "bad" not in holds and "noisy" not in holds
+    assert reversed_.startswith("- Reversed (the other side wins): `first` (seeds 0, 1, 2, 3, 4)")
+    assert "bad > uniform -0.204 [" in reversed_
+    assert apart == "- Not separated: `first`: noisy > uniform | `second`: noisy > uniform."
+    assert rest.startswith("- Pending: `partial` (3 of 5 seeds in); registered, not run yet: ")
+    assert "`unrun`" in rest
 
 
 def test_reusing_an_unregistered_experiment_is_an_error_naming_it(tmp_path):
