@@ -226,7 +226,7 @@ def summary_lines(load, conf_dir: Path = CONF_DIR) -> list[str]:
     if any(load(experiment) is None for experiment in decision):
         not_run.append(" and ".join(f"`{experiment}`" for experiment in decision))
     else:
-        waiting.append("decision accuracy across scales (its section in docs/findings.md)")
+        waiting.append("decision accuracy across scales (in its own section)")
     titles = {
         "holds": "Holds",
         "reversed": "Reversed (the other side wins)",
@@ -237,10 +237,11 @@ def summary_lines(load, conf_dir: Path = CONF_DIR) -> list[str]:
         for outcome, results in by_outcome.items()
         if results
     ]
-    rest = [f"pending: {', '.join(waiting)}"] if waiting else []
+    rest = [f"pending or elsewhere: {', '.join(waiting)}"] if waiting else []
     rest += [f"registered, not run yet: {', '.join(not_run)}"] if not_run else []
     if rest:
-        lines.append(f"- {'; '.join(rest).capitalize()}.")
+        text = "; ".join(rest)
+        lines.append(f"- {text[0].upper()}{text[1:]}.")
     return lines
 
 

@@ -168,7 +168,9 @@ def test_the_readme_summary_groups_verdicts_in_four_lines_however_many_designs(t
     assert reversed_.startswith("- Reversed (the other side wins): `first` (seeds 0, 1, 2, 3, 4)")
     assert "bad > uniform -0.204 [" in reversed_
     assert apart == "- Not separated: `first`: noisy > uniform | `second`: noisy > uniform."
-    assert rest.startswith("- Pending: `partial` (3 of 5 seeds in); registered, not run yet: ")
+    assert rest.startswith(
+        "- Pending or elsewhere: `partial` (3 of 5 seeds in); registered, not run yet: "
+    )
     assert "`unrun`" in rest
 
 
