@@ -3,6 +3,7 @@ overrides applied to every part and winning where they meet a part's."""
 
 from __future__ import annotations
 
+import itertools
 import sys
 
 import pytest
@@ -58,9 +59,12 @@ def test_an_unknown_experiment_is_an_error_naming_the_known_ones(tmp_path, capsy
     sorted(p.stem for p in CONF_DIR.glob("*.yaml") if parts(p.stem) != [[]]),
 )
 def test_every_part_of_every_design_composes_and_passes_the_config_check(experiment):
+    swept = compose_config(f"experiment={experiment}", with_hydra=True).hydra.sweeper.params
     for part in parts(experiment):
-        # A part's mixers, one at a time: the multirun's jobs.
-        mixers = next((o for o in part if o.startswith("mixer=")), "mixer=uniform")
-        for mixer in mixers.removeprefix("mixer=").split(","):
-            rest = [o for o in part if not o.startswith("mixer=")]
-            check_config(compose_config(f"experiment={experiment}", f"mixer={mixer}", *rest))
+        # The multirun's jobs: each combination of the part's swept values (its mixers, or the
+        # sweeper's where it names none; e.g. the specialist targets it sets).
+        given = {key: values.split(",") for key, values in (o.split("=", 1) for o in part)}
+        if "mixer" not in given:
+            given["mixer"] = str(swept.mixer).split(",")
+        for job in itertools.product(*([f"{k}={v}" for v in vs] for k, vs in given.items())):
+            check_config(compose_config(f"experiment={experiment}", *job))
