@@ -135,10 +135,16 @@ def _where_text(family: dict) -> str:
     return f" on {', '.join(f'{k} = {v}' for k, v in where.items())}" if where else ""
 
 
-def family_results(family: dict, runs: pd.DataFrame, seeds: int) -> pd.DataFrame:
-    """`family_table` on the family's runs (its `where`), with each comparison's verdict."""
+def family_runs(family: dict, runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs a family compares: those matching its `where` (all of them without one)."""
     for column, value in (family.get("where") or {}).items():
         runs = runs[runs[column] == value] if column in runs else runs.iloc[:0]
+    return runs
+
+
+def family_results(family: dict, runs: pd.DataFrame, seeds: int) -> pd.DataFrame:
+    """`family_table` on the family's runs, with each comparison's verdict."""
+    runs = family_runs(family, runs)
     table = family_table(runs, family["comparisons"], family.get("metric", "target_loss"))
     table["verdict"] = [verdict(row, seeds) for _, row in table.iterrows()]
     return table
@@ -328,9 +334,18 @@ def claim_section(
         return [*lines, f"Not run yet: `make findings EXP={experiment}`.", ""]
     design, exploratory = split_design(runs, reg)
     lines += _registration_note(runs, reg, conf_dir)
-    for name, family in reg["families"].items():
+    # The mixers' measures over the runs a family compares: one table per `where` (e.g. per
+    # specialist target, after its last family), and one over every run unless each family
+    # has a `where`.
+    families = list(reg["families"].items())
+    last_of_where = {repr(family.get("where") or {}): name for name, family in families}
+    for name, family in families:
         lines += family_lines(name, family, design, len(reg["seeds"]))
-    lines += measures_lines(design)
+        last = family.get("where") and last_of_where[repr(family["where"])] == name
+        if last and len(theirs := family_runs(family, design)):
+            lines += measures_lines(theirs)
+    if not all(family.get("where") for _, family in families):
+        lines += measures_lines(design)
     if len(exploratory):
         lines += [
             f"Exploratory, not a verdict: {len(exploratory)} completed run(s) outside the "

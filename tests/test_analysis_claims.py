@@ -242,3 +242,28 @@ def test_the_readme_summary_is_the_one_generated_from_the_committed_summaries():
 
     readme = README.read_text()
     assert with_summary(readme, summary_lines(load)) == readme
+
+
+def test_a_design_with_a_family_per_target_shows_each_target_s_mixers_apart():
+    """The mixer table (loss, seeds, compute) of a family with a `where` holds only its runs:
+    a mean over two targets' losses would describe neither."""
+    both = pd.concat(
+        [
+            runs().assign(target="a"),
+            runs().assign(target="b", target_loss=lambda d: d.target_loss + 1),
+        ],
+        ignore_index=True,
+    )
+    comparisons = ["good > uniform"]
+    reg = {
+        **REGISTRATION,
+        "cell": {},
+        "families": {t: {"where": {"target": t}, "comparisons": comparisons} for t in "ab"},
+    }
+    lines = claim_section("x", reg, both)
+    tables = [i for i, line in enumerate(lines) if line.startswith("| mixer |")]
+    assert len(tables) == 2  # one per target, none over both
+    for start, target in zip(tables, "ab", strict=True):
+        row = next(line for line in lines[start:] if line.startswith("| uniform |"))
+        mean = both[(both.target == target) & (both.mixer_label == "uniform")].target_loss.mean()
+        assert row.split(" | ")[1:3] == ["5", f"{mean:.3f}"]
