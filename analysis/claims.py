@@ -203,24 +203,29 @@ def summary_lines(load, conf_dir: Path = CONF_DIR) -> list[str]:
             not_run.append(f"`{experiment}`")
             continue
         design, _ = split_design(runs, reg)
-        rows = [
-            row
-            for family in reg["families"].values()
-            for _, row in family_results(family, design, len(reg["seeds"])).iterrows()
-        ]
-        if any(row["verdict"].startswith("pending") for row in rows):
-            fewest = min(row["n"] for row in rows)
-            waiting.append(f"`{experiment}` ({fewest} of {len(reg['seeds'])} seeds in)")
-            continue
         seeds = ", ".join(map(str, reg["seeds"]))
         mine: dict[str, list[str]] = {outcome: [] for outcome in by_outcome}
-        for row in rows:
-            outcome = _outcome(row)
-            if outcome in ("holds", "reversed"):
-                figures = f" {_interval(row)}, Holm p {_p(row['p_holm'])}"
-            else:
-                outcome, figures = "not separated", ""
-            mine[outcome].append(f"{row['comparison']}{figures}")
+        pending = []  # the fewest seeds in, of each family still waiting for its seeds
+        for name, family in reg["families"].items():
+            table = family_results(family, design, len(reg["seeds"]))
+            if any(v.startswith("pending") for v in table["verdict"]):
+                pending.append(int(table["n"].min()))
+                continue
+            # A family's verdicts are final once its own seeds are in (Holm is within it).
+            on = f" on {name}" if family.get("where") else ""
+            for _, row in table.iterrows():
+                outcome = _outcome(row)
+                if outcome in ("holds", "reversed"):
+                    figures = f" {_interval(row)}, Holm p {_p(row['p_holm'])}"
+                else:
+                    outcome, figures = "not separated", ""
+                mine[outcome].append(f"{row['comparison']}{on}{figures}")
+        if pending:
+            of = len(reg["families"])
+            which = f" for {len(pending)} of its {of} families" if len(pending) < of else ""
+            waiting.append(
+                f"`{experiment}` ({min(pending)} of {len(reg['seeds'])} seeds in{which})"
+            )
         for outcome, results in mine.items():
             if results:
                 by_outcome[outcome].append(

@@ -174,6 +174,20 @@ def test_the_readme_summary_groups_verdicts_in_four_lines_however_many_designs(t
     assert "`unrun`" in rest
 
 
+def test_a_family_s_verdicts_reach_the_summary_once_its_own_seeds_are_in(tmp_path):
+    """Holm is within a family, so a target whose seeds are all in has final verdicts while
+    another target of the same design waits; each names its target."""
+    families = {t: {"where": {"target": t}, "comparisons": ["good > uniform"]} for t in "ab"}
+    write_design(tmp_path, "targets", {**REGISTRATION, "cell": {}, "families": families})
+    digest = registration_digest(registration("targets", tmp_path))
+    done, waiting = runs(registered=digest), runs(seeds=range(2), registered=digest)
+    both = pd.concat([done.assign(target="a"), waiting.assign(target="b")], ignore_index=True)
+    holds, rest = summary_lines({"targets": both}.get, tmp_path)
+    assert holds.startswith("- Holds: `targets` (seeds 0, 1, 2, 3, 4): good > uniform on a +0.302")
+    assert "on b" not in holds
+    assert rest.startswith("- Pending or elsewhere: `targets` (2 of 5 seeds in for 1 of its 2 ")
+
+
 def test_reusing_an_unregistered_experiment_is_an_error_naming_it(tmp_path):
     write_design(tmp_path, "later", {**REGISTRATION, "reuses": {"nowhere": ["uniform"]}})
     with pytest.raises(ValueError, match="reuses names 'nowhere'"):
