@@ -269,7 +269,7 @@ def measures_lines(runs: pd.DataFrame) -> list[str]:
     for label, mine in runs.groupby("mixer_label", sort=True):
         collapsed = mine["collapsed"].fillna(False).astype(bool).sum()
         reversals = mine[SIGN_REVERSALS].mean() if SIGN_REVERSALS in mine else math.nan
-        ratio = compute[label] / base
+        ratio = compute[label] / base if base > 0 else math.nan  # no FLOPs recorded
         lines.append(
             f"| {label} | {len(mine)} | {mine['target_loss'].mean():.3f} "
             f"| {'–' if math.isnan(ratio) else f'{ratio:.3f}'} "
@@ -320,11 +320,39 @@ def _registration_note(runs: pd.DataFrame, reg: dict, conf_dir: Path) -> list[st
     return lines
 
 
+def repeated_runs(runs: pd.DataFrame, elsewhere: dict[str, pd.DataFrame | None]) -> list[str]:
+    """Says which of a design's own runs give, to the last digit, the specialist loss of
+    another design's run of the same mixer and seed. A seed fixes data order, init and the
+    mixer's randomness, so the same config and seed is one computation: such runs repeat that
+    design's evidence, they do not replicate it."""
+    own = runs[runs["reused_from"] == ""] if "reused_from" in runs else runs
+    key = ["mixer_label", "seed", "target_loss"]
+    lines = []
+    for other, theirs in sorted(elsewhere.items()):
+        if theirs is None or not {*key} <= set(theirs):
+            continue
+        same = own[key].merge(theirs[key].drop_duplicates(), on=key)
+        if len(same):
+            labels = ", ".join(sorted(set(same["mixer_label"])))
+            lines += [
+                f"{len(same)} of its {len(own)} own run(s) ({labels}) are `{other}`'s runs of "
+                "the same mixer and seed over again, to the last digit of the specialist loss: "
+                "one computation, so the verdicts they share are one piece of evidence, not a "
+                "replication.",
+                "",
+            ]
+    return lines
+
+
 def claim_section(
-    experiment: str, reg: dict, runs: pd.DataFrame | None, conf_dir: Path = CONF_DIR
+    experiment: str,
+    reg: dict,
+    runs: pd.DataFrame | None,
+    conf_dir: Path = CONF_DIR,
+    elsewhere: dict[str, pd.DataFrame | None] | None = None,
 ) -> list[str]:
     """The report's section for one registered experiment (`runs`: its own and those it reuses,
-    `with_reused`)."""
+    `with_reused`; `elsewhere`: the other registered designs' run summaries, `repeated_runs`)."""
     cell = ", ".join(f"{k} = {v}" for k, v in (reg.get("cell") or {}).items()) or "its setting"
     lines = [
         f"## Registered: `experiment={experiment}`",
@@ -339,6 +367,7 @@ def claim_section(
         return [*lines, f"Not run yet: `make findings EXP={experiment}`.", ""]
     design, exploratory = split_design(runs, reg)
     lines += _registration_note(runs, reg, conf_dir)
+    lines += repeated_runs(runs, elsewhere or {})
     # The mixers' measures over the runs a family compares: one table per `where` (e.g. per
     # specialist target, after its last family), and one over every run unless each family
     # has a `where`.

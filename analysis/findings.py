@@ -70,10 +70,12 @@ def render(
     ]
     if missing:
         parts += [f"Experiments not run yet: {', '.join(missing)}.", ""]
-    for experiment in claims.registered_experiments(conf_dir):
+    registered = {e: load(e, data_dir) for e in claims.registered_experiments(conf_dir)}
+    for experiment, own in registered.items():
         reg = claims.registration(experiment, conf_dir)
-        runs = claims.with_reused(load(experiment, data_dir), reg, lambda e: load(e, data_dir))
-        parts += claims.claim_section(experiment, reg, runs, conf_dir)
+        runs = claims.with_reused(own, reg, lambda e: load(e, data_dir))
+        others = {e: theirs for e, theirs in registered.items() if e != experiment}
+        parts += claims.claim_section(experiment, reg, runs, conf_dir, others)
     parts += decision_section(
         load(REGISTERED_SMALL, data_dir), load(REGISTERED_LARGE, data_dir), registered=True
     )

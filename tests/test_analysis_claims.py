@@ -188,6 +188,19 @@ def test_a_family_s_verdicts_reach_the_summary_once_its_own_seeds_are_in(tmp_pat
     assert rest.startswith("- Pending or elsewhere: `targets` (2 of 5 seeds in for 1 of its 2 ")
 
 
+def test_runs_that_repeat_another_design_s_computation_are_named():
+    """The same config and seed reproduce a run exactly: a design whose runs equal another's
+    to the last digit adds no independent evidence, and the report says so."""
+    mine = runs()
+    earlier = runs().assign(target_loss=lambda d: d.target_loss.where(d.mixer_label != "good", 0))
+    lines = claim_section("x", {**REGISTRATION, "cell": {}}, mine, elsewhere={"earlier": earlier})
+    note = next(line for line in lines if "over again" in line)
+    assert note.startswith("15 of its 20 own run(s) (bad, noisy, uniform) are `earlier`'s runs")
+    other = runs().assign(target_loss=lambda d: d.target_loss + 1e-12)
+    lines = claim_section("x", {**REGISTRATION, "cell": {}}, mine, elsewhere={"other": other})
+    assert not any("over again" in line for line in lines)
+
+
 def test_reusing_an_unregistered_experiment_is_an_error_naming_it(tmp_path):
     write_design(tmp_path, "later", {**REGISTRATION, "reuses": {"nowhere": ["uniform"]}})
     with pytest.raises(ValueError, match="reuses names 'nowhere'"):
