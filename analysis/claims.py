@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from analysis.decision import REGISTERED_LARGE, REGISTERED_SMALL
+from analysis.decision import REGISTERED_LARGE, REGISTERED_SMALL, decision_section, within_design
 from analysis.paired import ALPHA, MIN_SEEDS, compare, holm
 from analysis.results import load_runs
 from analysis.summaries import registration_digest, summarize, total_flops
@@ -387,6 +387,22 @@ def claim_section(
             "",
         ]
     return lines
+
+
+def decision_lines(load, conf_dir: Path = CONF_DIR) -> list[str]:
+    """The registered decision-accuracy design's section (analysis/decision.py): the small
+    scale's own runs with those it reuses at its targets and seeds, the large scale's runs, and
+    whether both were made under the registration `decision_small` holds now (`decision_large`
+    inherits it). `load(experiment)` gives an experiment's run summary or None."""
+    reg = registration(REGISTERED_SMALL, conf_dir)
+    small, large = load(REGISTERED_SMALL), load(REGISTERED_LARGE)
+    notes = []
+    if small is not None:
+        small = within_design(with_reused(small, reg, load), reg["seeds"])
+        notes += _registration_note(small, reg, conf_dir)
+    if large is not None:
+        notes += _registration_note(large, reg, conf_dir)
+    return decision_section(small, large, registered=True, notes=notes)
 
 
 def _data_line(runs: pd.DataFrame) -> list[str]:

@@ -170,6 +170,16 @@ def _with_target(runs: pd.DataFrame) -> pd.DataFrame:
     return runs.assign(target=runs["source"].astype(str))
 
 
+def within_design(runs: pd.DataFrame, seeds: list[int]) -> pd.DataFrame:
+    """A design's own runs (`reused_from` "", analysis/claims.py `with_reused`) and the runs it
+    reuses from other designs at its own targets (those its own runs cover) and registered seeds
+    only: the design it reuses may have run more of either. With a `target` column."""
+    runs = _with_target(runs)
+    own = runs["reused_from"] == ""
+    ours = runs["target"].isin(runs.loc[own, "target"]) & runs["seed"].isin(seeds)
+    return runs[own | ours]
+
+
 def _column(runs: pd.DataFrame, name: str) -> pd.Series:
     """A summary column, or NaN (an unmet requirement) where the summary lacks it."""
     return runs[name] if name in runs else pd.Series(np.nan, index=runs.index)
@@ -233,10 +243,14 @@ def _cell(mean: float, low: float, high: float) -> str:
 
 
 def decision_section(
-    small: pd.DataFrame | None, large: pd.DataFrame | None, registered: bool = False
+    small: pd.DataFrame | None,
+    large: pd.DataFrame | None,
+    registered: bool = False,
+    notes: list[str] | None = None,
 ) -> list[str]:
     """The findings report's section: per-scale means and the decision-accuracy table, for the
-    registered design (`decision_small`, `decision_large`) or the earlier MMLU sweeps."""
+    registered design (`decision_small`, `decision_large`; `notes`: what its runs reuse and
+    whether they were made under its registration) or the earlier MMLU sweeps."""
     names = (
         (REGISTERED_SMALL, REGISTERED_LARGE) if registered else (SMALL_EXPERIMENT, LARGE_EXPERIMENT)
     )
@@ -253,6 +267,7 @@ def decision_section(
             "tiny_d160 on 2.5M tokens (3.6x the compute), seeds 0-2; the verdict is whether the "
             "specialist loss's decision accuracy has a Clopper-Pearson interval above 0.5.",
             "",
+            *(notes or []),
         ]
     missing = [
         f"`make findings EXP={name}`"

@@ -31,13 +31,7 @@ import sys
 from pathlib import Path
 
 from analysis import claims
-from analysis.decision import (
-    LARGE_EXPERIMENT,
-    REGISTERED_LARGE,
-    REGISTERED_SMALL,
-    SMALL_EXPERIMENT,
-    decision_section,
-)
+from analysis.decision import LARGE_EXPERIMENT, SMALL_EXPERIMENT, decision_section
 from analysis.exploratory import CLAIMS, FIGURES, claim_section, load_claim
 from analysis.exploratory_targets import regime_section, target_runs, targets_section
 from analysis.summaries import SUMMARY_DIR as DATA_DIR
@@ -76,9 +70,7 @@ def render(
         runs = claims.with_reused(own, reg, lambda e: load(e, data_dir))
         others = {e: theirs for e, theirs in registered.items() if e != experiment}
         parts += claims.claim_section(experiment, reg, runs, conf_dir, others)
-    parts += decision_section(
-        load(REGISTERED_SMALL, data_dir), load(REGISTERED_LARGE, data_dir), registered=True
-    )
+    parts += claims.decision_lines(lambda e: load(e, data_dir), conf_dir)
     parts += [
         "# Earlier results: exploratory",
         "",

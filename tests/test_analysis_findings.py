@@ -227,6 +227,49 @@ def test_the_decision_accuracy_section_renders_from_both_scales(tmp_path):
     assert "Best small-scale predictor of each large-scale metric: target_loss:" in section
 
 
+def test_the_registered_decision_design_reuses_runs_at_its_own_targets_and_seeds(tmp_path):
+    from tests.decision_summaries import summary
+
+    topic = "config.data.specialist.where.topic"
+    data = tmp_path / "findings"
+    small = {
+        "tech": {"uniform": 3.0, "dga": 2.8, "odm": 2.9},
+        "sports": {"uniform": 3.0, "dga": 2.5, "odm": 2.7},
+    }
+    large = {
+        "tech": {"uniform": 2.5, "dga": 2.3, "odm": 2.6},
+        "sports": {"uniform": 2.9, "dga": 2.4, "odm": 2.6},
+    }
+
+    def runs(means, **columns):
+        return (
+            summary(means)
+            .rename(columns={"target": topic})
+            .assign(train_flops=1e15, collapsed=False, **columns)
+        )
+
+    # decision_small runs ODM only; claim_targets' uniform and dga runs are reused, but not its
+    # third topic nor its seeds 3-5, which would reverse every order if they were taken.
+    own = runs(small, model="tiny")
+    write(data, "decision_small", own[own["mixer_label"] == "odm"])
+    theirs = runs({**small, "business": {"uniform": 3.0, "dga": 2.8}}, model="tiny")
+    extra = theirs[theirs[topic] != "business"].assign(seed=lambda t: t["seed"] + 3)
+    extra["target_loss"] = 10 - extra["target_loss"]
+    write(data, "claim_targets", pd.concat([theirs[theirs["mixer_label"] != "odm"], extra]))
+    write(data, "decision_large", runs(large, model="tiny_d160"))
+    section = render(data)
+    section = section[section.index("## Registered: decision accuracy") :].split("\n## ")[0]
+    # uniform and dga at 2 topics x seeds 0-2, not the 6 business runs nor the 12 at seeds 3-5.
+    assert (
+        "Reused from `experiment=claim_targets` (same data, model and training options): 12 "
+        "run(s) of dga, uniform." in section
+    )
+    # 3 pairs per topic, all ordered alike but odm-uniform on tech: 5 of 6.
+    assert "Decision accuracy over 6 (target, mixer pair)s" in section
+    assert "On the specialist loss at both scales: 0.83 [0.36, 1.00]" in section
+    assert "| small   | tech      | tiny      | odm           | 2.9" in section
+
+
 def test_a_part_on_another_corpus_joins_the_claims_table_and_gives_its_verdict(tmp_path):
     data = tmp_path / "findings"
     claim = next(c for c in CLAIMS if c.parts)  # fine granularity: the finest k, larger corpora
