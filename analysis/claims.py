@@ -402,7 +402,7 @@ def decision_lines(load, conf_dir: Path = CONF_DIR) -> list[str]:
         notes += _registration_note(small, reg, conf_dir)
     if large is not None:
         notes += _registration_note(large, reg, conf_dir)
-    return decision_section(small, large, registered=True, notes=notes)
+    return decision_section(small, large, reg, notes)
 
 
 def _data_line(runs: pd.DataFrame) -> list[str]:

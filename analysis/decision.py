@@ -54,7 +54,8 @@ def _grids(runs: pd.DataFrame, target: str, metrics: list[str]) -> dict:
 def _pair_scores(small: dict, large: dict, metrics: tuple[str, str], signs, picks) -> list:
     """Per (target, mixer pair) both scales ran, in a fixed order: 1 when its better mixer is
     the same at both scales, 0 when not, 0.5 for a tie in either, with the means over the seeds
-    `picks[scale][target]` (row indices; repeats count)."""
+    `picks[scale][target]` (row indices; repeats count). A mixer none of whose picked seeds ran
+    (a design still missing runs) has no mean and orders nothing: its pairs count as ties."""
     scores = []
     for name in sorted(set(small) & set(large)):
         means = []
@@ -63,11 +64,15 @@ def _pair_scores(small: dict, large: dict, metrics: tuple[str, str], signs, pick
         ):
             mixers, values = grids[name]
             rows = values[metric][picks[scale][name]]
-            means.append(dict(zip(mixers, sign * np.nanmean(rows, axis=0), strict=True)))
+            ran = (~np.isnan(rows)).sum(axis=0)
+            with np.errstate(invalid="ignore"):  # 0 / 0 for a mixer with none: NaN, a tie
+                mean = np.nansum(rows, axis=0) / ran
+            means.append(dict(zip(mixers, sign * mean, strict=True)))
         shared = sorted(set(means[0]) & set(means[1]))
         for a, b in itertools.combinations(shared, 2):
             first, second = (np.sign(m[a] - m[b]) for m in means)
-            scores.append(0.5 if first == 0 or second == 0 else float(first == second))
+            tie = first * second == 0 or np.isnan(first * second)
+            scores.append(0.5 if tie else float(first == second))
     return scores
 
 
@@ -242,15 +247,35 @@ def _cell(mean: float, low: float, high: float) -> str:
     return f"{mean:.2f}" if np.isnan(low) else f"{mean:.2f} [{low:.2f}, {high:.2f}]"
 
 
+def missing_runs(small: pd.DataFrame, large: pd.DataFrame, seeds: list[int]) -> tuple[int, int]:
+    """(missing, registered): of the runs a design needs for its verdict (both scales x every
+    target and mixer either scale ran x the registered seeds), how many have not completed."""
+    done = {
+        (scale, *key)
+        for scale, runs in (("small", small), ("large", large))
+        for key in runs.loc[
+            runs["status"] == "completed", ["target", "mixer_label", "seed"]
+        ].itertuples(index=False, name=None)
+    }
+    both = pd.concat([small, large])
+    needed = set(
+        itertools.product(
+            ("small", "large"), set(both["target"]), set(both["mixer_label"]), set(seeds)
+        )
+    )
+    return len(needed - done), len(needed)
+
+
 def decision_section(
     small: pd.DataFrame | None,
     large: pd.DataFrame | None,
-    registered: bool = False,
+    reg: dict | None = None,
     notes: list[str] | None = None,
 ) -> list[str]:
     """The findings report's section: per-scale means and the decision-accuracy table, for the
-    registered design (`decision_small`, `decision_large`; `notes`: what its runs reuse and
-    whether they were made under its registration) or the earlier MMLU sweeps."""
+    registered design (`decision_small`, `decision_large`, with `reg` its registration; `notes`:
+    what its runs reuse and whether they were made under it) or the earlier MMLU sweeps."""
+    registered = reg is not None
     names = (
         (REGISTERED_SMALL, REGISTERED_LARGE) if registered else (SMALL_EXPERIMENT, LARGE_EXPERIMENT)
     )
@@ -264,8 +289,9 @@ def decision_section(
         lines += [
             f"Registered in conf/experiment/{names[0]}.yaml and {names[1]}.yaml before their "
             "runs: six mixer variants on two targets, the tiny GPT on 1M tokens against "
-            "tiny_d160 on 2.5M tokens (3.6x the compute), seeds 0-2; the verdict is whether the "
-            "specialist loss's decision accuracy has a Clopper-Pearson interval above 0.5.",
+            f"tiny_d160 on 2.5M tokens (3.6x the compute), seeds {', '.join(map(str, reg['seeds']))}"
+            "; the verdict is whether the specialist loss's decision accuracy has a "
+            "Clopper-Pearson interval above 0.5.",
             "",
             *(notes or []),
         ]
@@ -317,7 +343,13 @@ def decision_section(
         if len(loss)
         else "No specialist loss at both scales"
     )
-    if registered and len(loss) and not lacking:
+    missing, needed = missing_runs(small, large, reg["seeds"]) if registered else (0, 0)
+    if missing:
+        exact += (
+            f"; the registered verdict is pending: {missing} of the {needed} runs it needs "
+            "(every target, mixer and registered seed at both scales) have not completed"
+        )
+    elif registered and len(loss) and not lacking:
         above = loss["cp_low"].iloc[0] > 0.5
         exact += f": {'above' if above else 'not above'} 0.5, the registered verdict"
     lines += [

@@ -1,5 +1,7 @@
 """Decision accuracy across scales, on hand-made summaries."""
 
+import warnings
+
 import pytest
 
 from analysis.decision import decision_table, gains_table
@@ -61,3 +63,19 @@ def test_no_interval_below_three_seeds():
     table = decision_table(one_seed, summary(LARGE).query("seed == 0"), "target")
     assert table["low"].isna().all() and table["high"].isna().all()
     assert table["accuracy"].notna().all() and (table["seeds"] == 1).all()
+
+
+def test_a_mixer_without_a_picked_seed_orders_nothing_and_its_pairs_count_as_ties():
+    from analysis.decision import _grids, _pair_scores
+
+    small = summary({"A": {"uniform": 3.0, "dga": 2.8}})
+    large = summary({"A": {"uniform": 2.5, "dga": 2.3}})
+    large = large[(large["mixer_label"] == "uniform") | (large["seed"] == 0)]  # dga: seed 0 only
+    grids = [_grids(t, "target", ["target_loss"]) for t in (small, large)]
+    metrics, signs = ("target_loss", "target_loss"), (-1, -1)
+    every = {"small": {"A": [0, 1, 2]}, "large": {"A": [0, 1, 2]}}
+    assert _pair_scores(*grids, metrics, signs, every) == [1.0]  # dga better at both scales
+    without_seed_0 = {"small": {"A": [1, 2]}, "large": {"A": [1, 2, 2]}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "mean of empty slice" for the user to puzzle over
+        assert _pair_scores(*grids, metrics, signs, without_seed_0) == [0.5]

@@ -268,6 +268,10 @@ def test_the_registered_decision_design_reuses_runs_at_its_own_targets_and_seeds
     assert "Decision accuracy over 6 (target, mixer pair)s" in section
     assert "On the specialist loss at both scales: 0.83 [0.36, 1.00]" in section
     assert "| small   | tech      | tiny      | odm           | 2.9" in section
+    assert "pending" not in section
+    # The verdict waits for every registered run: here one seed of one mixer at the large scale.
+    write(data, "decision_large", runs(large, model="tiny_d160").iloc[1:])
+    assert "the registered verdict is pending: 1 of the 36 runs it needs" in render(data)
 
 
 def test_a_part_on_another_corpus_joins_the_claims_table_and_gives_its_verdict(tmp_path):
