@@ -21,7 +21,13 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from analysis.decision import REGISTERED_LARGE, REGISTERED_SMALL, decision_section, within_design
+from analysis.decision import (
+    REGISTERED_LARGE,
+    REGISTERED_SMALL,
+    decision_section,
+    registered_outcome,
+    within_design,
+)
 from analysis.paired import ALPHA, MIN_SEEDS, compare, holm
 from analysis.results import load_runs
 from analysis.summaries import registration_digest, summarize, total_flops
@@ -233,11 +239,17 @@ def summary_lines(load, conf_dir: Path = CONF_DIR) -> list[str]:
                     if outcome != "not separated"
                     else f"`{experiment}`: {', '.join(results)}"
                 )
-    decision = (REGISTERED_SMALL, REGISTERED_LARGE)
-    if any(load(experiment) is None for experiment in decision):
-        not_run.append(" and ".join(f"`{experiment}`" for experiment in decision))
+    reg, small, large = decision_runs(load, conf_dir)
+    name = f"`{REGISTERED_SMALL}` and `{REGISTERED_LARGE}`"
+    if small is None or large is None:
+        not_run.append(name)
     else:
-        waiting.append("decision accuracy across scales (in its own section)")
+        outcome, text = registered_outcome(small, large, reg["seeds"])
+        seeds = ", ".join(map(str, reg["seeds"]))
+        if outcome in by_outcome:
+            by_outcome[outcome].append(f"{name} (seeds {seeds}): {text}")
+        else:
+            waiting.append(f"{name} ({text})")
     titles = {
         "holds": "Holds",
         "reversed": "Reversed (the other side wins)",
@@ -394,15 +406,23 @@ def decision_lines(load, conf_dir: Path = CONF_DIR) -> list[str]:
     scale's own runs with those it reuses at its targets and seeds, the large scale's runs, and
     whether both were made under the registration `decision_small` holds now (`decision_large`
     inherits it). `load(experiment)` gives an experiment's run summary or None."""
+    reg, small, large = decision_runs(load, conf_dir)
+    notes = []
+    for runs in (small, large):
+        if runs is not None:
+            notes += _registration_note(runs, reg, conf_dir)
+    return decision_section(small, large, reg, notes)
+
+
+def decision_runs(load, conf_dir: Path = CONF_DIR) -> tuple:
+    """(registration, small-scale runs, large-scale runs) of the registered decision-accuracy
+    design, the small scale's with the runs it reuses at its own targets and seeds; None for
+    a scale not run."""
     reg = registration(REGISTERED_SMALL, conf_dir)
     small, large = load(REGISTERED_SMALL), load(REGISTERED_LARGE)
-    notes = []
     if small is not None:
         small = within_design(with_reused(small, reg, load), reg["seeds"])
-        notes += _registration_note(small, reg, conf_dir)
-    if large is not None:
-        notes += _registration_note(large, reg, conf_dir)
-    return decision_section(small, large, reg, notes)
+    return reg, small, large
 
 
 def _data_line(runs: pd.DataFrame) -> list[str]:

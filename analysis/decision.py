@@ -266,6 +266,29 @@ def missing_runs(small: pd.DataFrame, large: pd.DataFrame, seeds: list[int]) -> 
     return len(needed - done), len(needed)
 
 
+def _verdict(row: pd.Series) -> str:
+    """The registered verdict on a decision-accuracy row: is its exact interval above chance?"""
+    return f"{'above' if row['cp_low'] > 0.5 else 'not above'} 0.5"
+
+
+def registered_outcome(small: pd.DataFrame, large: pd.DataFrame, seeds: list[int]) -> tuple:
+    """The registered design in a few words, for the README summary: ("holds" or "not
+    separated", its figures) once every registered run has completed and the design meets
+    `REQUIREMENTS`; ("pending", how many runs are in) or ("short", what it lacks) before."""
+    small, large = _with_target(small), _with_target(large)
+    missing, needed = missing_runs(small, large, seeds)
+    if missing:
+        return "pending", f"{needed - missing} of {needed} runs in"
+    if lacking := shortfalls(small, large):
+        return "short", "; ".join(lacking)
+    row = decision_table(small, large, "target", {"target_loss": LOSS_DIRECTION}).iloc[0]
+    figures = (
+        f"specialist-loss decision accuracy {row['accuracy']:.2f} [{row['cp_low']:.2f}, "
+        f"{row['cp_high']:.2f}] over {row['pairs']} pairs, {_verdict(row)}"
+    )
+    return ("holds" if row["cp_low"] > 0.5 else "not separated"), figures
+
+
 def decision_section(
     small: pd.DataFrame | None,
     large: pd.DataFrame | None,
@@ -350,8 +373,7 @@ def decision_section(
             "(every target, mixer and registered seed at both scales) have not completed"
         )
     elif registered and len(loss) and not lacking:
-        above = loss["cp_low"].iloc[0] > 0.5
-        exact += f": {'above' if above else 'not above'} 0.5, the registered verdict"
+        exact += f": {_verdict(loss.iloc[0])}, the registered verdict"
     lines += [
         f"The same mixers, targets and seeds at two model scales (`{names[0]}`, `{names[1]}`). "
         f"Compute: {budget['small'] / 1e15:.1f} PFLOP at the small scale, "

@@ -274,6 +274,33 @@ def test_the_registered_decision_design_reuses_runs_at_its_own_targets_and_seeds
     assert "the registered verdict is pending: 1 of the 36 runs it needs" in render(data)
 
 
+def test_the_readme_summary_gives_the_decision_verdict_once_every_registered_run_is_in(tmp_path):
+    from analysis.claims import summary_lines
+    from analysis.findings import load
+    from tests.decision_summaries import summary
+
+    data = tmp_path / "findings"
+    # Six mixers on two targets, in the same order at both scales: 30 pairs, all alike.
+    small = {t: {f"m{i}": 3.0 - 0.1 * i for i in range(6)} for t in ("tech", "sports")}
+    large = {t: {m: loss - 0.5 for m, loss in means.items()} for t, means in small.items()}
+    for experiment, means, flops in (
+        ("decision_small", small, 1e15),
+        ("decision_large", large, 4e15),
+    ):
+        runs = summary(means).rename(columns={"target": "config.data.specialist.where.topic"})
+        write(data, experiment, runs.assign(train_flops=flops, train_tokens=1e6))
+    lines = summary_lines(lambda e: load(e, data))
+    assert lines[0] == (
+        "- Holds: `decision_small` and `decision_large` (seeds 0, 1, 2): specialist-loss decision "
+        "accuracy 1.00 [0.88, 1.00] over 30 pairs, above 0.5."
+    )
+    write(data, "decision_large", load("decision_large", data).iloc[1:])
+    assert (
+        "`decision_small` and `decision_large` (71 of 72 runs in)"
+        in summary_lines(lambda e: load(e, data))[-1]
+    )
+
+
 def test_a_part_on_another_corpus_joins_the_claims_table_and_gives_its_verdict(tmp_path):
     data = tmp_path / "findings"
     claim = next(c for c in CLAIMS if c.parts)  # fine granularity: the finest k, larger corpora
