@@ -242,7 +242,8 @@ def summary_lines(load, conf_dir: Path = CONF_DIR) -> list[str]:
     reg, small, large = decision_runs(load, conf_dir)
     name = f"`{REGISTERED_SMALL}` and `{REGISTERED_LARGE}`"
     if small is None or large is None:
-        not_run.append(name)
+        names = (REGISTERED_SMALL, REGISTERED_LARGE)
+        not_run += [f"`{e}`" for e, runs in zip(names, (small, large), strict=True) if runs is None]
     else:
         outcome, text = registered_outcome(small, large, reg["seeds"])
         seeds = ", ".join(map(str, reg["seeds"]))
