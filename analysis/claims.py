@@ -240,17 +240,16 @@ def summary_lines(load, conf_dir: Path = CONF_DIR) -> list[str]:
                     else f"`{experiment}`: {', '.join(results)}"
                 )
     reg, small, large = decision_runs(load, conf_dir)
-    name = f"`{REGISTERED_SMALL}` and `{REGISTERED_LARGE}`"
-    if small is None or large is None:
-        names = (REGISTERED_SMALL, REGISTERED_LARGE)
-        not_run += [f"`{e}`" for e, runs in zip(names, (small, large), strict=True) if runs is None]
-    else:
+    scales = {REGISTERED_SMALL: small, REGISTERED_LARGE: large}
+    not_run += [f"`{experiment}`" for experiment, runs in scales.items() if runs is None]
+    if small is not None and large is not None:
         outcome, text = registered_outcome(small, large, reg["seeds"])
-        seeds = ", ".join(map(str, reg["seeds"]))
+        design = " and ".join(f"`{experiment}`" for experiment in scales)
         if outcome in by_outcome:
-            by_outcome[outcome].append(f"{name} (seeds {seeds}): {text}")
+            seeds = ", ".join(map(str, reg["seeds"]))
+            by_outcome[outcome].append(f"{design} (seeds {seeds}): {text}")
         else:
-            waiting.append(f"{name} ({text})")
+            waiting.append(f"{design} ({text})")
     titles = {
         "holds": "Holds",
         "reversed": "Reversed (the other side wins)",

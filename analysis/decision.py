@@ -366,10 +366,10 @@ def decision_section(
         if len(loss)
         else "No specialist loss at both scales"
     )
-    missing, needed = missing_runs(small, large, reg["seeds"]) if registered else (0, 0)
-    if missing:
+    not_in, needed = missing_runs(small, large, reg["seeds"]) if registered else (0, 0)
+    if not_in:
         exact += (
-            f"; the registered verdict is pending: {missing} of the {needed} runs it needs "
+            f"; the registered verdict is pending: {not_in} of the {needed} runs it needs "
             "(every target, mixer and registered seed at both scales) have not completed"
         )
     elif registered and len(loss) and not lacking:
