@@ -26,6 +26,7 @@ from scipy import stats
 from analysis.paired import MIN_SEEDS, Interval, paired_interval
 from models.metric_keys import LOSS_DIRECTION, TASK_SCORES
 
+REPETITION = "max_domain_epochs"  # how often a run saw its most repeated domain
 # Metric (a summary column) -> +1 when higher is better, -1 when lower is.
 METRICS = {
     "target_loss": LOSS_DIRECTION,
@@ -289,6 +290,24 @@ def registered_outcome(small: pd.DataFrame, large: pd.DataFrame, seeds: list[int
     return ("holds" if row["cp_low"] > 0.5 else "not separated"), figures
 
 
+def _repetition_lines(small: pd.DataFrame, large: pd.DataFrame, shown: list[str]) -> list[str]:
+    """Why a larger scale can reorder mixers for a reason other than model size: it trains on
+    more tokens of the same domains, so a mixer that concentrates its weight repeats them more."""
+    if not shown:
+        return []
+    most = {
+        scale: runs.loc[runs["status"] == "completed", REPETITION].max()
+        for scale, runs in (("small", small), ("large", large))
+    }
+    return [
+        f"{REPETITION}: the epochs of a run's most repeated domain, at most "
+        f"{most['small']:.1f} at the small scale and {most['large']:.1f} at the large one. The "
+        "scales differ in tokens per domain as well as in model size, so an order that changes "
+        "between them may come from repeated data rather than from the model.",
+        "",
+    ]
+
+
 def decision_section(
     small: pd.DataFrame | None,
     large: pd.DataFrame | None,
@@ -335,11 +354,13 @@ def decision_section(
             "",
         ]
     columns = [m for m in METRICS if m in small and m in large]
+    repetition = [REPETITION] if REPETITION in small and REPETITION in large else []
     means = []
     for scale, runs in (("small", small), ("large", large)):
         done = runs[runs["status"] == "completed"]
-        grouped = done.groupby(["target", "model", "mixer_label"], sort=True)[columns]
-        table = grouped.mean().round(4).reset_index().rename(columns={"target": "subject"})
+        grouped = done.groupby(["target", "model", "mixer_label"], sort=True)[columns + repetition]
+        table = grouped.mean().round(4).round({REPETITION: 1}).reset_index()
+        table = table.rename(columns={"target": "subject"})
         table.insert(0, "scale", scale)
         table.insert(len(table.columns), "seeds", grouped.size().to_numpy())
         means.append(table)
@@ -383,6 +404,7 @@ def decision_section(
         "",
         pd.concat(means, ignore_index=True).to_markdown(index=False, disable_numparse=True),
         "",
+        *_repetition_lines(small, large, repetition),
         "Gain over uniform at each scale (positive: better; paired by seed, mean [95 % "
         "t-interval], uncorrected): does a lower specialist loss come with a better score on "
         "the task?",

@@ -274,6 +274,24 @@ def test_the_registered_decision_design_reuses_runs_at_its_own_targets_and_seeds
     assert "the registered verdict is pending: 1 of the 36 runs it needs" in render(data)
 
 
+def test_the_decision_section_shows_how_often_each_scale_repeats_its_top_domain(tmp_path):
+    from tests.decision_summaries import LARGE, SMALL, summary
+
+    data = tmp_path / "findings"
+    for experiment, means, model, epochs in (
+        ("decision_small", SMALL, "tiny", {"uniform": 4.0, "importance": 6.0, "dga": 5.0}),
+        ("decision_large", LARGE, "tiny_d160", {"uniform": 10.0, "importance": 52.0, "dga": 41.0}),
+    ):
+        runs = summary(means).rename(columns={"target": "config.data.specialist.where.topic"})
+        runs["max_domain_epochs"] = runs["mixer_label"].map(epochs) + runs["seed"]
+        write(data, experiment, runs.assign(model=model, train_flops=1e15))
+    section = render(data)
+    section = section[section.index("## Registered: decision accuracy") :].split("\n## ")[0]
+    # importance on target A, seeds 0-2: 52, 53, 54 epochs at the large scale.
+    assert "| tiny_d160 | importance    | 2.6           | 7.4        | 53.0      " in section
+    assert "at most 8.0 at the small scale and 54.0 at the large one" in section
+
+
 def test_the_readme_summary_gives_the_decision_verdict_once_every_registered_run_is_in(tmp_path):
     from analysis.claims import summary_lines
     from analysis.findings import load
