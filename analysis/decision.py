@@ -24,6 +24,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.paired import MIN_SEEDS, Interval, paired_interval
+from mixers.collapse import COLLAPSE_WEIGHT
 from models.metric_keys import LOSS_DIRECTION, TASK_SCORES
 
 REPETITION = "max_domain_epochs"  # how often a run saw its most repeated domain
@@ -362,6 +363,10 @@ def decision_section(
         table = grouped.mean().round(4).round({REPETITION: 1}).reset_index()
         table = table.rename(columns={"target": "subject"})
         table.insert(0, "scale", scale)
+        if "collapsed" in small and "collapsed" in large:
+            flags = done["collapsed"].fillna(False).astype(bool)
+            collapsed = flags.groupby([done["target"], done["model"], done["mixer_label"]]).sum()
+            table.insert(len(table.columns), "collapsed", collapsed.to_numpy())
         table.insert(len(table.columns), "seeds", grouped.size().to_numpy())
         means.append(table)
     budget = {
@@ -405,6 +410,17 @@ def decision_section(
         pd.concat(means, ignore_index=True).to_markdown(index=False, disable_numparse=True),
         "",
         *_repetition_lines(small, large, repetition),
+        *(
+            [
+                "collapsed: the seeds whose time-averaged weights put more than "
+                f"{COLLAPSE_WEIGHT} on a domain "
+                "they did not start on (mixers/collapse.py); the accuracy counts these runs as "
+                "they came out.",
+                "",
+            ]
+            if "collapsed" in small and "collapsed" in large
+            else []
+        ),
         "Gain over uniform at each scale (positive: better; paired by seed, mean [95 % "
         "t-interval], uncorrected): does a lower specialist loss come with a better score on "
         "the task?",

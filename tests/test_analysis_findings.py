@@ -274,7 +274,9 @@ def test_the_registered_decision_design_reuses_runs_at_its_own_targets_and_seeds
     assert "the registered verdict is pending: 1 of the 36 runs it needs" in render(data)
 
 
-def test_the_decision_section_shows_how_often_each_scale_repeats_its_top_domain(tmp_path):
+def test_the_decision_section_shows_how_often_each_scale_repeats_its_top_domain_and_collapses(
+    tmp_path,
+):
     from tests.decision_summaries import LARGE, SMALL, summary
 
     data = tmp_path / "findings"
@@ -284,11 +286,16 @@ def test_the_decision_section_shows_how_often_each_scale_repeats_its_top_domain(
     ):
         runs = summary(means).rename(columns={"target": "config.data.specialist.where.topic"})
         runs["max_domain_epochs"] = runs["mixer_label"].map(epochs) + runs["seed"]
+        runs["collapsed"] = runs["max_domain_epochs"] > 52
         write(data, experiment, runs.assign(model=model, train_flops=1e15))
     section = render(data)
     section = section[section.index("## Registered: decision accuracy") :].split("\n## ")[0]
     # importance on target A, seeds 0-2: 52, 53, 54 epochs at the large scale.
-    assert "| tiny_d160 | importance    | 2.6           | 7.4        | 53.0      " in section
+    # ... of which the two above 52 epochs collapsed.
+    assert (
+        "| tiny_d160 | importance    | 2.6           | 7.4        | 53.0                | 2           | 3 "
+        in section
+    )
     assert "at most 8.0 at the small scale and 54.0 at the large one" in section
 
 
