@@ -291,22 +291,31 @@ def registered_outcome(small: pd.DataFrame, large: pd.DataFrame, seeds: list[int
     return ("holds" if row["cp_low"] > 0.5 else "not separated"), figures
 
 
-def _repetition_lines(small: pd.DataFrame, large: pd.DataFrame, shown: list[str]) -> list[str]:
-    """Why a larger scale can reorder mixers for a reason other than model size: it trains on
-    more tokens of the same domains, so a mixer that concentrates its weight repeats them more."""
-    if not shown:
-        return []
-    most = {
-        scale: runs.loc[runs["status"] == "completed", REPETITION].max()
-        for scale, runs in (("small", small), ("large", large))
-    }
-    return [
-        f"{REPETITION}: the epochs of a run's most repeated domain, at most "
-        f"{most['small']:.1f} at the small scale and {most['large']:.1f} at the large one. The "
-        "scales differ in tokens per domain as well as in model size, so an order that changes "
-        "between them may come from repeated data rather than from the model.",
-        "",
-    ]
+def _diagnostic_lines(small: pd.DataFrame, large: pd.DataFrame, shown: list[str]) -> list[str]:
+    """What the means table's diagnostic columns say. A larger scale can reorder mixers for a
+    reason other than model size: it trains on more tokens of the same domains, so a mixer that
+    concentrates its weight repeats them more, and may collapse onto one."""
+    lines = []
+    if REPETITION in shown:
+        most = {
+            scale: runs.loc[runs["status"] == "completed", REPETITION].max()
+            for scale, runs in (("small", small), ("large", large))
+        }
+        lines += [
+            f"{REPETITION}: the epochs of a run's most repeated domain, at most "
+            f"{most['small']:.1f} at the small scale and {most['large']:.1f} at the large one. "
+            "The scales differ in tokens per domain as well as in model size, so an order that "
+            "changes between them may come from repeated data rather than from the model.",
+            "",
+        ]
+    if "collapsed" in shown:
+        lines += [
+            f"collapsed: the seeds whose time-averaged weights put more than {COLLAPSE_WEIGHT} "
+            "on a domain they did not start on (mixers/collapse.py); the accuracy counts these "
+            "runs as they came out.",
+            "",
+        ]
+    return lines
 
 
 def decision_section(
@@ -355,7 +364,8 @@ def decision_section(
             "",
         ]
     columns = [m for m in METRICS if m in small and m in large]
-    repetition = [REPETITION] if REPETITION in small and REPETITION in large else []
+    shown = [c for c in (REPETITION, "collapsed") if c in small and c in large]
+    repetition = [c for c in shown if c == REPETITION]
     means = []
     for scale, runs in (("small", small), ("large", large)):
         done = runs[runs["status"] == "completed"]
@@ -363,7 +373,7 @@ def decision_section(
         table = grouped.mean().round(4).round({REPETITION: 1}).reset_index()
         table = table.rename(columns={"target": "subject"})
         table.insert(0, "scale", scale)
-        if "collapsed" in small and "collapsed" in large:
+        if "collapsed" in shown:
             flags = done["collapsed"].fillna(False).astype(bool)
             collapsed = flags.groupby([done["target"], done["model"], done["mixer_label"]]).sum()
             table.insert(len(table.columns), "collapsed", collapsed.to_numpy())
@@ -409,18 +419,7 @@ def decision_section(
         "",
         pd.concat(means, ignore_index=True).to_markdown(index=False, disable_numparse=True),
         "",
-        *_repetition_lines(small, large, repetition),
-        *(
-            [
-                "collapsed: the seeds whose time-averaged weights put more than "
-                f"{COLLAPSE_WEIGHT} on a domain "
-                "they did not start on (mixers/collapse.py); the accuracy counts these runs as "
-                "they came out.",
-                "",
-            ]
-            if "collapsed" in small and "collapsed" in large
-            else []
-        ),
+        *_diagnostic_lines(small, large, shown),
         "Gain over uniform at each scale (positive: better; paired by seed, mean [95 % "
         "t-interval], uncorrected): does a lower specialist loss come with a better score on "
         "the task?",
